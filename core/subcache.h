@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* A shard's private cache of sublist match results, keyed by the subject's
+ * XXH3 hash and dropped whole when the sublist's generation moves. Owned and
+ * used by one thread only. */
+#ifndef SHOAL_SUBCACHE_H
+#define SHOAL_SUBCACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/sublist.h"
+
+struct subcache;
+
+/* Creates a cache holding at most capacity results (rounded up to a power
+ * of two). Returns NULL on allocation failure. */
+struct subcache *subcache_create(struct sublist *sl, uint32_t capacity);
+void subcache_destroy(struct subcache *c);
+
+/* Returns the match result for subject, from the cache or from the sublist.
+ * The result stays valid until the next subcache_match() call on this cache
+ * or the thread's next quiescent state, whichever comes first. Returns NULL
+ * on allocation failure. */
+const struct sublist_result *subcache_match(struct subcache *c,
+                                            const char *subject, size_t len);
+
+/* Counters for monitoring. */
+uint64_t subcache_hits(const struct subcache *c);
+uint64_t subcache_misses(const struct subcache *c);
+
+#endif
