@@ -210,6 +210,58 @@ describe("pub/sub", () => {
     }
   });
 
+  test("fan-out to many connections", async () => {
+    const connectionCount = 12;
+    const count = 100;
+    const connections = [];
+    try {
+      for (let i = 0; i < connectionCount; i++) connections.push(await connectTo(server));
+      const pub = await connectTo(server);
+      connections.push(pub);
+      // Two matching subscriptions on one connection each get their own copy.
+      const exact = connections.slice(0, connectionCount).map((nc) => collect(nc, "fan.x"));
+      const wild = connections.slice(0, connectionCount).map((nc) => collect(nc, "fan.*"));
+      await Promise.all(connections.map((nc) => nc.flush()));
+
+      for (let i = 0; i < count; i++) pub.publish("fan.x", String(i));
+      await pub.flush();
+      const expected = Array.from({ length: count }, (_, i) => i);
+      for (let i = 0; i < connectionCount; i++) {
+        await exact[i].waitFor(count, `fan.x on connection ${i}`);
+        await wild[i].waitFor(count, `fan.* on connection ${i}`);
+        assert.deepEqual(exact[i].messages.map((m) => Number(m.string())), expected, `fan.x on connection ${i}`);
+        assert.deepEqual(wild[i].messages.map((m) => Number(m.string())), expected, `fan.* on connection ${i}`);
+      }
+    } finally {
+      await Promise.all(connections.map((nc) => nc.close()));
+    }
+  });
+
+  test("unsubscribe stops delivery", async () => {
+    const sub = await connectTo(server);
+    const pub = await connectTo(server);
+    try {
+      const leaving = collect(sub, "unsub.x");
+      const done = collect(sub, "unsub_done");
+      await sub.flush();
+      pub.publish("unsub.x", "before");
+      await pub.flush();
+      await leaving.waitFor(1);
+
+      leaving.sub.unsubscribe();
+      await sub.flush();
+      pub.publish("unsub.x", "after");
+      pub.publish("unsub_done", "");
+      await pub.flush();
+      await done.waitFor(1, "end marker");
+      assert.deepEqual(leaving.messages.map((m) => m.string()), ["before"]);
+      assert.equal(sub.stats().inMsgs, 2, "server sent a message for the removed subscription");
+    } finally {
+      await sub.close();
+      await pub.close();
+    }
+  });
+
   test("unsubscribe after max messages", async () => {
     const nc = await connectTo(server);
     try {
