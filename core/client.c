@@ -1,0 +1,628 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Client connections: the server side of the NATS client protocol. Parses
+ * commands in place from the receive buffer, answers and routes them, and
+ * frames MSG and HMSG for delivery. */
+#include "core/client.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "core/assert.h"
+#include "core/log.h"
+#include "core/proto.h"
+#include "core/route.h"
+#include "core/server.h"
+#include "core/shard.h"
+#include "core/sub-t.h"
+#include "core/subject.h"
+#include "core/sublist.h"
+#include "net/backend.h"
+
+static const char *const close_reason_text[] = {
+    [CLOSE_CLIENT] = "Client Closed",
+    [CLOSE_PROTOCOL_VIOLATION] = "Protocol Violation",
+    [CLOSE_SLOW_CONSUMER_PENDING] = "Slow Consumer (Pending Bytes)",
+    [CLOSE_SLOW_CONSUMER_DEADLINE] = "Slow Consumer (Write Deadline)",
+    [CLOSE_STALE] = "Stale Connection",
+    [CLOSE_MAX_PAYLOAD] = "Maximum Payload Exceeded",
+    [CLOSE_WRITE_ERROR] = "Write Error",
+    [CLOSE_READ_ERROR] = "Read Error",
+    [CLOSE_SERVER_SHUTDOWN] = "Server Shutdown",
+    [CLOSE_MAX_CONNECTIONS] = "Maximum Connections Exceeded",
+    [CLOSE_AUTH_TIMEOUT] = "Authentication Timeout",
+    [CLOSE_AUTH_VIOLATION] = "Authentication Failure",
+};
+
+/* ---- Subscription table, keyed by sid. ---- */
+
+#define SUB_TOMBSTONE ((struct sub *)1)
+
+static uint32_t sid_hash(const char *sid, size_t len) {
+  return (uint32_t)XXH3_64bits(sid, len);
+}
+
+static struct sub **sub_table_find_slot(struct sub_table *t, const char *sid, size_t len) {
+  if (t->cap == 0) return NULL;
+  uint32_t mask = t->cap - 1;
+  for (uint32_t i = sid_hash(sid, len) & mask, n = 0; n < t->cap; i = (i + 1) & mask, n++) {
+    struct sub *s = t->slots[i];
+    if (s == NULL) return NULL;
+    if (s != SUB_TOMBSTONE && s->sid_len == len && memcmp(s->sid, sid, len) == 0)
+      return &t->slots[i];
+  }
+  return NULL;
+}
+
+static int sub_table_grow(struct sub_table *t) {
+  uint32_t cap = t->cap ? t->cap * 2 : 8;
+  if (t->count * 2 < t->cap) cap = t->cap; /* only tombstones: rehash in place size */
+  struct sub **slots = calloc(cap, sizeof *slots);
+  if (slots == NULL) return -ENOMEM;
+  for (uint32_t i = 0; i < t->cap; i++) {
+    struct sub *s = t->slots[i];
+    if (s == NULL || s == SUB_TOMBSTONE) continue;
+    uint32_t j = sid_hash(s->sid, s->sid_len) & (cap - 1);
+    while (slots[j] != NULL) j = (j + 1) & (cap - 1);
+    slots[j] = s;
+  }
+  free(t->slots);
+  t->slots = slots;
+  t->cap = cap;
+  t->tombstones = 0;
+  return 0;
+}
+
+static int sub_table_insert(struct sub_table *t, struct sub *sub) {
+  if ((t->count + t->tombstones + 1) * 4 > t->cap * 3) {
+    int rc = sub_table_grow(t);
+    if (rc != 0) return rc;
+  }
+  uint32_t mask = t->cap - 1;
+  uint32_t i = sid_hash(sub->sid, sub->sid_len) & mask;
+  while (t->slots[i] != NULL && t->slots[i] != SUB_TOMBSTONE) i = (i + 1) & mask;
+  if (t->slots[i] == SUB_TOMBSTONE) t->tombstones--;
+  t->slots[i] = sub;
+  t->count++;
+  return 0;
+}
+
+static void sub_table_remove(struct sub_table *t, struct sub *sub) {
+  struct sub **slot = sub_table_find_slot(t, sub->sid, sub->sid_len);
+  ASSERT(slot != NULL && *slot == sub);
+  *slot = SUB_TOMBSTONE;
+  t->count--;
+  t->tombstones++;
+}
+
+/* ---- Output. ---- */
+
+static bool client_out_would_exceed(struct client *c, size_t n) {
+  size_t pending = buf_pending(&c->out) + buf_pending(&c->wbuf);
+  return pending + n > (size_t)server.opts.max_pending;
+}
+
+static void mark_slow_consumer(struct client *c) {
+  c->shard->stats.slow_consumers++;
+  log_debug("%s:%d - cid:%" PRIu64 " - Slow Consumer Detected: MaxPending of %" PRId64
+            " Exceeded", c->ip, c->port, c->cid, server.opts.max_pending);
+  client_close(c, CLOSE_SLOW_CONSUMER_PENDING, false);
+}
+
+void client_send_raw(struct client *c, const char *p, size_t n) {
+  if (c->state != CLIENT_OPEN) return;
+  if (client_out_would_exceed(c, n)) {
+    mark_slow_consumer(c);
+    return;
+  }
+  if (buf_append(&c->out, p, n) != 0) {
+    client_close(c, CLOSE_SLOW_CONSUMER_PENDING, false);
+    return;
+  }
+  shard_mark_dirty(c->shard, c);
+}
+
+void client_send_err(struct client *c, const char *text) {
+  char line[512];
+  int n = snprintf(line, sizeof line, "-ERR %s\r\n", text);
+  client_send_raw(c, line, (size_t)n);
+}
+
+static void send_ok(struct client *c) {
+  if (c->verbose) client_send_raw(c, "+OK\r\n", 5);
+}
+
+static char *put_u64(char *p, uint64_t v) {
+  char tmp[24];
+  int n = 0;
+  do {
+    tmp[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  while (n > 0) *p++ = tmp[--n];
+  return p;
+}
+
+void client_deliver(struct client *c, struct sub *sub, const char *subject,
+                    uint32_t subject_len, const char *reply, uint32_t reply_len,
+                    const char *data, uint32_t header_len, uint32_t total_len) {
+  if (c->state != CLIENT_OPEN) return;
+  bool with_headers = header_len > 0;
+  if (with_headers && !c->headers) {
+    /* A client without header support gets the body alone, as nats-server
+     * does. */
+    data += header_len;
+    total_len -= header_len;
+    header_len = 0;
+    with_headers = false;
+  }
+
+  size_t frame_max = 5 + subject_len + 1 + sub->sid_len + 1 + reply_len + 1 + 44 +
+                     total_len + 2;
+  if (client_out_would_exceed(c, frame_max)) {
+    mark_slow_consumer(c);
+    return;
+  }
+  if (buf_reserve(&c->out, frame_max) != 0) {
+    client_close(c, CLOSE_SLOW_CONSUMER_PENDING, false);
+    return;
+  }
+
+  char *p = c->out.data + c->out.len;
+  if (with_headers) {
+    memcpy(p, "HMSG ", 5);
+  } else {
+    memcpy(p, "MSG ", 4);
+  }
+  p += with_headers ? 5 : 4;
+  memcpy(p, subject, subject_len);
+  p += subject_len;
+  *p++ = ' ';
+  memcpy(p, sub->sid, sub->sid_len);
+  p += sub->sid_len;
+  *p++ = ' ';
+  if (reply_len > 0) {
+    memcpy(p, reply, reply_len);
+    p += reply_len;
+    *p++ = ' ';
+  }
+  if (with_headers) {
+    p = put_u64(p, header_len);
+    *p++ = ' ';
+  }
+  p = put_u64(p, total_len);
+  *p++ = '\r';
+  *p++ = '\n';
+  memcpy(p, data, total_len);
+  p += total_len;
+  *p++ = '\r';
+  *p++ = '\n';
+  c->out.len = (size_t)(p - c->out.data);
+
+  c->msgs_out++;
+  c->bytes_out += total_len;
+  c->shard->stats.msgs_out++;
+  c->shard->stats.bytes_out += total_len;
+  shard_mark_dirty(c->shard, c);
+
+  sub->delivered++;
+  if (sub->max_msgs > 0 && sub->delivered >= (uint64_t)sub->max_msgs) {
+    client_unsubscribe(c, sub);
+  }
+}
+
+void client_flush(struct client *c) {
+  if (c->send_in_flight || c->state == CLIENT_CLOSED) return;
+  if (buf_pending(&c->wbuf) == 0) {
+    if (buf_pending(&c->out) == 0) {
+      if (c->state == CLIENT_CLOSING) client_close(c, c->close_reason, false);
+      return;
+    }
+    struct buf tmp = c->wbuf;
+    c->wbuf = c->out;
+    c->out = tmp;
+    buf_clear(&c->out);
+  }
+  c->send_in_flight = true;
+  c->send_started_ms = c->shard->now_ms;
+  c->shard->backend->client_send(c->shard, c);
+}
+
+void client_on_sent(struct client *c, size_t n) {
+  ASSERT(c->send_in_flight);
+  ASSERT(n <= buf_pending(&c->wbuf));
+  c->send_in_flight = false;
+  c->wbuf.off += n;
+  if (buf_pending(&c->wbuf) == 0) buf_clear(&c->wbuf);
+  if (c->state == CLIENT_CLOSED) return;
+  if (buf_pending(&c->wbuf) > 0 || buf_pending(&c->out) > 0 || c->state == CLIENT_CLOSING)
+    shard_mark_dirty(c->shard, c);
+}
+
+void client_on_send_error(struct client *c, int err) {
+  c->send_in_flight = false;
+  if (c->state == CLIENT_CLOSED) return;
+  log_debug("%s:%d - cid:%" PRIu64 " - Write error: %s", c->ip, c->port, c->cid, strerror(-err));
+  client_close(c, CLOSE_WRITE_ERROR, false);
+}
+
+/* ---- Lifecycle. ---- */
+
+static void send_info(struct client *c) {
+  char info[1024];
+  int n = snprintf(info, sizeof info,
+                   "INFO {\"server_id\":\"%s\",\"server_name\":\"%s\",\"version\":\"%s\","
+                   "\"proto\":1,\"go\":\"go1.19.8\",\"host\":\"%s\",\"port\":%d,"
+                   "\"headers\":true,\"max_payload\":%" PRId64 ",\"client_id\":%" PRIu64
+                   ",\"client_ip\":\"%s\",\"shoal_version\":\"%s\"}\r\n",
+                   server.server_id, server.server_name, SERVER_COMPAT_VERSION,
+                   server.opts.host, server.port, server.opts.max_payload, c->cid, c->ip,
+                   SHOAL_VERSION);
+  client_send_raw(c, info, (size_t)n);
+}
+
+static void fill_peer(struct client *c) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  if (getpeername(c->fd, (struct sockaddr *)&ss, &len) != 0) {
+    strcpy(c->ip, "unknown");
+    return;
+  }
+  if (ss.ss_family == AF_INET) {
+    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+    inet_ntop(AF_INET, &a->sin_addr, c->ip, sizeof c->ip);
+    c->port = ntohs(a->sin_port);
+  } else if (ss.ss_family == AF_INET6) {
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+    inet_ntop(AF_INET6, &a->sin6_addr, c->ip, sizeof c->ip);
+    c->port = ntohs(a->sin6_port);
+  }
+}
+
+struct client *client_create(struct shard *s, int fd) {
+  struct client *c = calloc(1, sizeof *c);
+  if (c == NULL) return NULL;
+  c->shard = s;
+  c->fd = fd;
+  c->cid = atomic_fetch_add(&server.next_cid, 1);
+  /* Until CONNECT arrives, nats-server's defaults apply. */
+  c->verbose = true;
+  c->pedantic = true;
+  c->echo = true;
+  c->start_ms = s->now_ms;
+  c->last_recv_ms = s->now_ms;
+  c->last_ping_ms = s->now_ms;
+  fill_peer(c);
+  send_info(c);
+  log_debug("%s:%d - cid:%" PRIu64 " - Client connection created", c->ip, c->port, c->cid);
+  return c;
+}
+
+static void free_sub_rcu(struct rcu_head *head) {
+  struct sub *sub = caa_container_of(head, struct sub, rcu);
+  free(sub->subject);
+  free(sub->queue);
+  free(sub->sid);
+  free(sub);
+}
+
+void client_unsubscribe(struct client *c, struct sub *sub) {
+  sublist_remove(server.sublist, sub);
+  sub_table_remove(&c->subs, sub);
+  for (struct sub **pp = &c->sub_list; *pp != NULL; pp = &(*pp)->next_in_client) {
+    if (*pp == sub) {
+      *pp = sub->next_in_client;
+      break;
+    }
+  }
+  call_rcu(&sub->rcu, free_sub_rcu);
+}
+
+static void remove_all_subs(struct client *c) {
+  struct sub *sub = c->sub_list;
+  while (sub != NULL) {
+    struct sub *next = sub->next_in_client;
+    sublist_remove(server.sublist, sub);
+    call_rcu(&sub->rcu, free_sub_rcu);
+    sub = next;
+  }
+  c->sub_list = NULL;
+  free(c->subs.slots);
+  memset(&c->subs, 0, sizeof c->subs);
+}
+
+void client_close(struct client *c, enum client_close_reason reason, bool flush) {
+  if (c->state == CLIENT_CLOSED) return;
+  if (c->state == CLIENT_OPEN) {
+    c->close_reason = reason;
+    remove_all_subs(c);
+    atomic_fetch_sub(&server.connections, 1);
+    log_debug("%s:%d - cid:%" PRIu64 " - Client connection closed: %s", c->ip, c->port,
+              c->cid, close_reason_text[reason]);
+  }
+  bool pending = buf_pending(&c->out) + buf_pending(&c->wbuf) > 0 || c->send_in_flight;
+  if (flush && pending) {
+    c->state = CLIENT_CLOSING;
+    shard_mark_dirty(c->shard, c);
+    return;
+  }
+  c->state = CLIENT_CLOSED;
+  c->shard->backend->client_shutdown(c->shard, c);
+}
+
+void client_on_io_done(struct client *c) {
+  ASSERT(c->state == CLIENT_CLOSED);
+  ASSERT(c->ops_in_flight == 0);
+  struct shard *s = c->shard;
+  c->next_reap = s->reap;
+  s->reap = c;
+}
+
+void client_destroy(struct client *c) {
+  buf_free(&c->in);
+  buf_free(&c->out);
+  buf_free(&c->wbuf);
+  free(c->name);
+  free(c->lang);
+  free(c->version);
+  free(c);
+}
+
+/* ---- Commands. ---- */
+
+static char *dup_json_string(const cJSON *obj, const char *key) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+  return cJSON_IsString(v) && v->valuestring != NULL ? strdup(v->valuestring) : NULL;
+}
+
+static bool json_bool(const cJSON *obj, const char *key, bool dflt) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+  if (cJSON_IsBool(v)) return cJSON_IsTrue(v);
+  return dflt;
+}
+
+static void on_connect(struct client *c, const struct proto_cmd *cmd) {
+  cJSON *obj = cJSON_ParseWithLength(cmd->arg.ptr, cmd->arg.len);
+  if (obj == NULL || !cJSON_IsObject(obj)) {
+    cJSON_Delete(obj);
+    client_send_err(c, "'Invalid Connect'");  /* TODO: confirm against nats-server */
+    client_close(c, CLOSE_PROTOCOL_VIOLATION, true);
+    return;
+  }
+  c->verbose = json_bool(obj, "verbose", c->verbose);
+  c->pedantic = json_bool(obj, "pedantic", c->pedantic);
+  c->echo = json_bool(obj, "echo", true);
+  c->headers = json_bool(obj, "headers", false);
+  c->no_responders = json_bool(obj, "no_responders", false);
+  const cJSON *proto = cJSON_GetObjectItemCaseSensitive(obj, "protocol");
+  if (cJSON_IsNumber(proto)) c->protocol = proto->valueint;
+  free(c->name);
+  free(c->lang);
+  free(c->version);
+  c->name = dup_json_string(obj, "name");
+  c->lang = dup_json_string(obj, "lang");
+  c->version = dup_json_string(obj, "version");
+  cJSON_Delete(obj);
+  c->connect_received = true;
+  send_ok(c);
+}
+
+static void on_pub(struct client *c, const struct proto_cmd *cmd) {
+  c->msgs_in++;
+  c->bytes_in += cmd->total_len;
+  c->shard->stats.msgs_in++;
+  c->shard->stats.bytes_in += cmd->total_len;
+
+  if (c->pedantic && !subject_valid_literal(cmd->subject.ptr, cmd->subject.len)) {
+    client_send_err(c, "'Invalid Publish Subject'");
+    return;
+  }
+  bool room = route_publish(c->shard, c, cmd->subject.ptr, cmd->subject.len, cmd->reply.ptr,
+                            cmd->reply.len, cmd->payload, cmd->header_len, cmd->total_len);
+  send_ok(c);
+  if (!room && c->state == CLIENT_OPEN && !c->paused) {
+    c->paused = true;
+    c->next_paused = c->shard->paused;
+    c->shard->paused = c;
+  }
+}
+
+static char *dup_slice(struct proto_slice s) {
+  char *p = malloc(s.len + 1);
+  if (p == NULL) return NULL;
+  memcpy(p, s.ptr, s.len);
+  p[s.len] = '\0';
+  return p;
+}
+
+static void on_sub(struct client *c, const struct proto_cmd *cmd) {
+  if (!subject_valid(cmd->subject.ptr, cmd->subject.len)) {
+    client_send_err(c, "'Invalid Subject'");
+    return;
+  }
+  if (cmd->queue.len > 0 && !subject_queue_valid(cmd->queue.ptr, cmd->queue.len)) {
+    client_send_err(c, "'Invalid Queue Name'");
+    return;
+  }
+  if (sub_table_find_slot(&c->subs, cmd->sid.ptr, cmd->sid.len) != NULL) {
+    send_ok(c); /* nats-server ignores a SUB that reuses a live sid */
+    return;
+  }
+  if (server.opts.max_subscriptions > 0 &&
+      c->subs.count >= (uint64_t)server.opts.max_subscriptions) {
+    client_send_err(c, "'Maximum Subscriptions Exceeded'");
+    return;
+  }
+
+  struct sub *sub = calloc(1, sizeof *sub);
+  if (sub == NULL) goto oom;
+  sub->subject = dup_slice(cmd->subject);
+  sub->subject_len = cmd->subject.len;
+  sub->sid = dup_slice(cmd->sid);
+  sub->sid_len = cmd->sid.len;
+  if (cmd->queue.len > 0) {
+    sub->queue = dup_slice(cmd->queue);
+    sub->queue_len = cmd->queue.len;
+  }
+  sub->shard_id = c->shard->id;
+  sub->client = c;
+  if (sub->subject == NULL || sub->sid == NULL || (cmd->queue.len > 0 && sub->queue == NULL))
+    goto oom_sub;
+  if (sub_table_insert(&c->subs, sub) != 0) goto oom_sub;
+  if (sublist_insert(server.sublist, sub) != 0) {
+    sub_table_remove(&c->subs, sub);
+    client_send_err(c, "'Invalid Subject'");
+    free_sub_rcu(&sub->rcu);
+    return;
+  }
+  sub->next_in_client = c->sub_list;
+  c->sub_list = sub;
+  send_ok(c);
+  return;
+
+oom_sub:
+  free_sub_rcu(&sub->rcu);
+oom:
+  log_error("cid:%" PRIu64 " - out of memory for a subscription, closing", c->cid);
+  client_close(c, CLOSE_SLOW_CONSUMER_PENDING, false);
+}
+
+static void on_unsub(struct client *c, const struct proto_cmd *cmd) {
+  struct sub **slot = sub_table_find_slot(&c->subs, cmd->sid.ptr, cmd->sid.len);
+  if (slot != NULL) {
+    struct sub *sub = *slot;
+    if (cmd->max_msgs > 0 && sub->delivered < (uint64_t)cmd->max_msgs) {
+      sub->max_msgs = cmd->max_msgs;
+    } else {
+      client_unsubscribe(c, sub);
+    }
+  }
+  send_ok(c);
+}
+
+static void dispatch(struct client *c, const struct proto_cmd *cmd) {
+  switch (cmd->op) {
+  case PROTO_OP_PUB:
+  case PROTO_OP_HPUB:
+    on_pub(c, cmd);
+    break;
+  case PROTO_OP_SUB:
+    on_sub(c, cmd);
+    break;
+  case PROTO_OP_UNSUB:
+    on_unsub(c, cmd);
+    break;
+  case PROTO_OP_PING:
+    client_send_raw(c, "PONG\r\n", 6);
+    break;
+  case PROTO_OP_PONG:
+    c->pings_out = 0;
+    break;
+  case PROTO_OP_CONNECT:
+    on_connect(c, cmd);
+    break;
+  default:
+    client_send_err(c, "'Unknown Protocol Operation'");
+    client_close(c, CLOSE_PROTOCOL_VIOLATION, true);
+    break;
+  }
+}
+
+static void on_parse_error(struct client *c, int err, const char *at, size_t len) {
+  log_debug("%s:%d - cid:%" PRIu64 " - Client parser ERROR: %s near '%.*s'", c->ip, c->port,
+            c->cid, proto_err_text(err), (int)(len < 32 ? len : 32), at);
+  client_send_err(c, proto_err_text(err));
+  if (proto_err_closes(err)) {
+    client_close(c, err == PROTO_ERR_MAX_PAYLOAD ? CLOSE_MAX_PAYLOAD : CLOSE_PROTOCOL_VIOLATION,
+                 true);
+  }
+}
+
+/* Parses and runs every complete command in p[0, len). Returns the bytes
+ * consumed; stops early when the connection closes or pauses. */
+static size_t process(struct client *c, const char *p, size_t len) {
+  struct proto_limits lim = {
+      .max_control_line = (uint32_t)server.opts.max_control_line,
+      .max_payload = (uint32_t)server.opts.max_payload,
+  };
+  size_t off = 0;
+  while (off < len && c->state == CLIENT_OPEN && !c->paused) {
+    struct proto_cmd cmd;
+    int rc = proto_parse(p + off, len - off, PROTO_SIDE_SERVER, &lim, &cmd);
+    if (rc == PROTO_NEED_MORE) break;
+    if (rc < 0) {
+      on_parse_error(c, rc, p + off, len - off);
+      return len;
+    }
+    dispatch(c, &cmd);
+    off += (size_t)rc;
+  }
+  return off;
+}
+
+void client_on_recv(struct client *c, const char *data, size_t len) {
+  if (c->state != CLIENT_OPEN) return;
+  c->last_recv_ms = c->shard->now_ms;
+
+  if (buf_pending(&c->in) == 0 && !c->paused) {
+    size_t used = process(c, data, len);
+    if (used < len && c->state == CLIENT_OPEN && buf_append(&c->in, data + used, len - used) != 0)
+      client_close(c, CLOSE_READ_ERROR, false);
+    return;
+  }
+  if (buf_append(&c->in, data, len) != 0) {
+    client_close(c, CLOSE_READ_ERROR, false);
+    return;
+  }
+  if (c->paused) return;
+  size_t used = process(c, c->in.data + c->in.off, buf_pending(&c->in));
+  c->in.off += used;
+  if (buf_pending(&c->in) == 0) buf_clear(&c->in);
+}
+
+void client_resume(struct client *c) {
+  c->paused = false;
+  if (c->state != CLIENT_OPEN || buf_pending(&c->in) == 0) return;
+  size_t used = process(c, c->in.data + c->in.off, buf_pending(&c->in));
+  c->in.off += used;
+  if (buf_pending(&c->in) == 0) buf_clear(&c->in);
+}
+
+void client_on_recv_end(struct client *c, int err) {
+  if (c->state == CLIENT_CLOSED) return;
+  if (err != 0) {
+    log_debug("%s:%d - cid:%" PRIu64 " - Read error: %s", c->ip, c->port, c->cid,
+              strerror(-err));
+  }
+  client_close(c, err == 0 ? CLOSE_CLIENT : CLOSE_READ_ERROR, false);
+}
+
+void client_tick(struct client *c, int64_t now_ms) {
+  if (c->state != CLIENT_OPEN) return;
+
+  if (c->send_in_flight && now_ms - c->send_started_ms > server.opts.write_deadline_ms) {
+    c->shard->stats.slow_consumers++;
+    log_debug("%s:%d - cid:%" PRIu64 " - Slow Consumer Detected: WriteDeadline of %" PRId64
+              "ms Exceeded", c->ip, c->port, c->cid, server.opts.write_deadline_ms);
+    client_close(c, CLOSE_SLOW_CONSUMER_DEADLINE, false);
+    return;
+  }
+
+  if (now_ms - c->last_ping_ms < server.opts.ping_interval_ms) return;
+  c->last_ping_ms = now_ms;
+  if (c->pings_out + 1 > (uint32_t)server.opts.ping_max) {
+    client_send_err(c, "'Stale Connection'");
+    client_close(c, CLOSE_STALE, true);
+    return;
+  }
+  c->pings_out++;
+  client_send_raw(c, "PING\r\n", 6);
+}

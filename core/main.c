@@ -1,0 +1,18 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* shoal-server: a NATS-compatible message broker. */
+#include <stdio.h>
+
+#include "core/opts.h"
+#include "core/server.h"
+
+int main(int argc, char **argv) {
+  opts_init(&server.opts);
+  int rc = opts_parse_args(&server.opts, argc, argv);
+  if (rc != 0) return rc > 0 ? 0 : 1;
+  if (server.opts.config_test_only) {
+    printf("shoal-server: configuration file %s test is successful\n",
+           server.opts.config_file ? server.opts.config_file : "(none)");
+    return 0;
+  }
+  return server_run();
+}

@@ -1,0 +1,222 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Message routing. The publishing shard looks the subject up once (in its
+ * cache first), delivers to its own subscribers, and sends one reference to
+ * each other shard with interest; that shard delivers to its own
+ * subscribers after a lookup of its own, so a subscription removed in the
+ * meantime gets nothing. A queue group gets one copy: the publishing shard
+ * picks a member, preferring a local one, and a remote shard whose member
+ * has gone picks another local member or passes the message on. */
+#include "core/route.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/assert.h"
+#include "core/client.h"
+#include "core/msg.h"
+#include "core/server.h"
+#include "core/shard.h"
+#include "core/sub-t.h"
+#include "core/subcache.h"
+#include "core/sublist.h"
+
+/* The status message sent to a requester whose request matched nobody. */
+static const char no_responders_header[] = "NATS/1.0 503\r\n\r\n";
+
+/* A small xorshift generator per thread, for picking queue members. */
+static _Thread_local uint64_t pick_state = 0x9e3779b97f4a7c15ULL;
+
+static uint32_t pick_random(uint32_t n) {
+  pick_state ^= pick_state << 13;
+  pick_state ^= pick_state >> 7;
+  pick_state ^= pick_state << 17;
+  return (uint32_t)(pick_state % n);
+}
+
+/* Picks a member of g, preferring members on shard s. Returns NULL when the
+ * group has no deliverable member. */
+static struct sub *pick_member(struct shard *s, const struct sublist_qgroup *g,
+                               struct client *publisher) {
+  uint32_t local = 0;
+  for (uint32_t i = 0; i < g->member_count; i++) {
+    struct sub *m = g->members[i];
+    if (m->shard_id == s->id && !(m->client == publisher && publisher && !publisher->echo)) local++;
+  }
+  if (local > 0) {
+    uint32_t k = pick_random(local);
+    for (uint32_t i = 0; i < g->member_count; i++) {
+      struct sub *m = g->members[i];
+      if (m->shard_id != s->id || (m->client == publisher && publisher && !publisher->echo))
+        continue;
+      if (k-- == 0) return m;
+    }
+  }
+  uint32_t remote = 0;
+  for (uint32_t i = 0; i < g->member_count; i++) remote += g->members[i]->shard_id != s->id;
+  if (remote == 0) return NULL;
+  uint32_t k = pick_random(remote);
+  for (uint32_t i = 0; i < g->member_count; i++) {
+    struct sub *m = g->members[i];
+    if (m->shard_id != s->id && k-- == 0) return m;
+  }
+  return NULL;
+}
+
+static void deliver_local(struct client *publisher, struct sub *sub, const char *subject,
+                          uint32_t subject_len, const char *reply, uint32_t reply_len,
+                          const char *data, uint32_t header_len, uint32_t total_len) {
+  struct client *c = sub->client;
+  if (c == NULL) return; /* TODO: internal subscribers arrive with JetStream */
+  if (c == publisher && !c->echo) return;
+  client_deliver(c, sub, subject, subject_len, reply, reply_len, data, header_len, total_len);
+}
+
+struct remote_plan {
+  uint64_t plain_mask[4];  /* shards with plain subscribers, up to 256 */
+};
+
+static bool send_qpick(struct shard *s, uint32_t dst, struct msg *m, const char *queue,
+                       uint32_t queue_len, uint32_t hops) {
+  struct shard_qpick *q = malloc(sizeof *q + queue_len);
+  if (q == NULL) {
+    msg_release(m);
+    return true;
+  }
+  q->hops = hops;
+  q->queue_len = queue_len;
+  memcpy(q->queue, queue, queue_len);
+  struct ring_entry e = {.type = SHARD_ENTRY_QUEUE_MSG, .ptr = m, .a = (uint64_t)(uintptr_t)q};
+  return shard_send(s, dst, &e);
+}
+
+bool route_publish(struct shard *s, struct client *publisher,
+                   const char *subject, uint32_t subject_len,
+                   const char *reply, uint32_t reply_len,
+                   const char *data, uint32_t header_len, uint32_t total_len) {
+  const struct sublist_result *r = subcache_match(s->cache, subject, subject_len);
+  if (r == NULL) return true;
+
+  if (r->plain_count == 0 && r->group_count == 0) {
+    if (publisher != NULL && publisher->no_responders && publisher->headers && reply_len > 0) {
+      return route_publish(s, NULL, reply, reply_len, NULL, 0, no_responders_header,
+                           sizeof no_responders_header - 1, sizeof no_responders_header - 1);
+    }
+    return true;
+  }
+
+  /* Local plain subscribers now; remember which shards need a copy. */
+  struct remote_plan plan = {{0}};
+  uint32_t remote_count = 0;
+  for (uint32_t i = 0; i < r->plain_count; i++) {
+    struct sub *sub = r->plain[i];
+    if (sub->shard_id == s->id) {
+      deliver_local(publisher, sub, subject, subject_len, reply, reply_len, data, header_len,
+                    total_len);
+      continue;
+    }
+    uint64_t bit = 1ULL << (sub->shard_id & 63);
+    if ((plan.plain_mask[sub->shard_id >> 6] & bit) == 0) {
+      plan.plain_mask[sub->shard_id >> 6] |= bit;
+      remote_count++;
+    }
+  }
+
+  /* Queue groups: one member each. Remote picks are collected first so the
+   * shared buffer is allocated once with the right reference count. */
+  struct sub *remote_picks[64];
+  const struct sublist_qgroup *remote_groups[64];
+  uint32_t pick_count = 0;
+  for (uint32_t i = 0; i < r->group_count; i++) {
+    struct sub *m = pick_member(s, &r->groups[i], publisher);
+    if (m == NULL) continue;
+    if (m->shard_id == s->id) {
+      deliver_local(publisher, m, subject, subject_len, reply, reply_len, data, header_len,
+                    total_len);
+    } else if (pick_count < 64) {
+      remote_groups[pick_count] = &r->groups[i];
+      remote_picks[pick_count++] = m;
+    }
+    /* TODO: more than 64 remote queue groups on one subject are not served;
+     * no known fleet layout comes near it. */
+  }
+
+  uint32_t refs = remote_count + pick_count;
+  if (refs == 0) return true;
+  struct msg *m = msg_create(subject, subject_len, reply, reply_len, data, header_len,
+                             total_len, refs);
+  if (m == NULL) return true;
+  m->publisher_cid = publisher ? publisher->cid : 0;
+
+  bool room = true;
+  for (uint32_t dst = 0; dst < (uint32_t)server.shard_count; dst++) {
+    if ((plan.plain_mask[dst >> 6] & (1ULL << (dst & 63))) == 0) continue;
+    struct ring_entry e = {.type = SHARD_ENTRY_MSG, .ptr = m};
+    room &= shard_send(s, dst, &e);
+  }
+  for (uint32_t i = 0; i < pick_count; i++) {
+    room &= send_qpick(s, remote_picks[i]->shard_id, m, remote_groups[i]->queue,
+                       remote_groups[i]->queue_len, 1);
+  }
+  return room;
+}
+
+static void deliver_plain_here(struct shard *s, struct msg *m) {
+  const struct sublist_result *r = subcache_match(s->cache, m->subject, m->subject_len);
+  if (r == NULL) return;
+  for (uint32_t i = 0; i < r->plain_count; i++) {
+    struct sub *sub = r->plain[i];
+    if (sub->shard_id != s->id || sub->client == NULL) continue;
+    client_deliver(sub->client, sub, m->subject, m->subject_len, m->reply, m->reply_len,
+                   m->data, m->header_len, m->total_len);
+  }
+}
+
+/* Delivers to one local member of the queue group named in q, or passes
+ * the message to another shard that has a member. */
+static void deliver_queue_here(struct shard *s, struct msg *m, struct shard_qpick *q) {
+  const struct sublist_result *r = subcache_match(s->cache, m->subject, m->subject_len);
+  const struct sublist_qgroup *g = NULL;
+  for (uint32_t i = 0; r != NULL && i < r->group_count; i++) {
+    if (r->groups[i].queue_len == q->queue_len &&
+        memcmp(r->groups[i].queue, q->queue, q->queue_len) == 0) {
+      g = &r->groups[i];
+      break;
+    }
+  }
+  struct sub *member = g ? pick_member(s, g, NULL) : NULL;
+  if (member == NULL) {
+    msg_release(m);
+    free(q);
+    return;
+  }
+  if (member->shard_id == s->id) {
+    client_deliver(member->client, member, m->subject, m->subject_len, m->reply, m->reply_len,
+                   m->data, m->header_len, m->total_len);
+    msg_release(m);
+    free(q);
+    return;
+  }
+  if (q->hops >= (uint32_t)server.shard_count) {
+    msg_release(m); /* every shard tried: the members left as it travelled */
+    free(q);
+    return;
+  }
+  q->hops++;
+  struct ring_entry e = {.type = SHARD_ENTRY_QUEUE_MSG, .ptr = m, .a = (uint64_t)(uintptr_t)q};
+  shard_send(s, member->shard_id, &e);
+}
+
+void route_on_entry(struct shard *s, const struct ring_entry *e) {
+  struct msg *m = e->ptr;
+  switch (e->type) {
+  case SHARD_ENTRY_MSG:
+    deliver_plain_here(s, m);
+    msg_release(m);
+    break;
+  case SHARD_ENTRY_QUEUE_MSG:
+    deliver_queue_here(s, m, (struct shard_qpick *)(uintptr_t)e->a);
+    break;
+  default:
+    ASSERT(!"unknown ring entry type");
+  }
+}

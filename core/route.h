@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Message routing: from a publish to every matching subscription, local
+ * ones directly and other shards' through the rings. */
+#ifndef SHOAL_ROUTE_H
+#define SHOAL_ROUTE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct client;
+struct shard;
+struct ring_entry;
+
+/* Routes one published message from publisher (NULL for the server's own
+ * messages) on shard s. Returns false when a ring was full, so the caller
+ * should pause the publisher until shard_send() drains its overflow. */
+bool route_publish(struct shard *s, struct client *publisher,
+                   const char *subject, uint32_t subject_len,
+                   const char *reply, uint32_t reply_len,
+                   const char *data, uint32_t header_len, uint32_t total_len);
+
+/* Delivers one entry received from another shard's ring. */
+void route_on_entry(struct shard *s, const struct ring_entry *e);
+
+#endif

@@ -1,0 +1,331 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The shard runtime: thread start-up, the event loop, the rings between
+ * shards and their overflow queues, and per-connection housekeeping. */
+#include "core/shard.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+#include <urcu-qsbr.h>
+
+#include "core/assert.h"
+#include "core/client.h"
+#include "core/log.h"
+#include "core/msg.h"
+#include "core/route.h"
+#include "core/server.h"
+#include "core/subcache.h"
+#include "net/backend.h"
+#include "net/listener.h"
+
+/* Entries per ring. With the overflow queue behind it, a full ring pauses
+ * publishers instead of dropping or blocking. */
+#define SHARD_RING_CAPACITY 8192
+/* Entries drained from one ring per loop iteration, so one busy peer cannot
+ * starve the shard's own sockets. */
+#define SHARD_DRAIN_BATCH 256
+#define SHARD_SUBCACHE_CAPACITY 4096
+#define SHARD_TICK_MS 250
+
+int shard_create_all(void) {
+  int n = server.shard_count;
+  server.shards = calloc((size_t)n, sizeof *server.shards);
+  if (server.shards == NULL) return -ENOMEM;
+
+  for (int i = 0; i < n; i++) {
+    struct shard *s = aligned_alloc(64, (sizeof(struct shard) + 63) & ~(size_t)63);
+    if (s == NULL) return -ENOMEM;
+    memset(s, 0, sizeof *s);
+    s->id = (uint32_t)i;
+    s->listen_fd = -1;
+    s->in = calloc((size_t)n, sizeof *s->in);
+    s->overflow = calloc((size_t)n, sizeof *s->overflow);
+    if (s->in == NULL || s->overflow == NULL) return -ENOMEM;
+    for (int src = 0; src < n; src++) {
+      if (src == i) continue;
+      s->in[src] = ring_create(SHARD_RING_CAPACITY);
+      if (s->in[src] == NULL) return -ENOMEM;
+    }
+    s->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (s->wake_fd < 0) return -errno;
+    server.shards[i] = s;
+  }
+  return 0;
+}
+
+static void wake(struct shard *dst) {
+  if (atomic_load_explicit(&dst->sleeping, memory_order_seq_cst) == 0) return;
+  if (atomic_exchange(&dst->sleeping, 0) == 0) return;
+  uint64_t one = 1;
+  ssize_t unused = write(dst->wake_fd, &one, sizeof one);
+  (void)unused;
+}
+
+static bool overflow_push(struct shard_overflow *o, const struct ring_entry *e) {
+  if (o->count == o->cap) {
+    uint32_t cap = o->cap ? o->cap * 2 : 64;
+    struct ring_entry *entries = malloc(cap * sizeof *entries);
+    if (entries == NULL) return false;
+    for (uint32_t i = 0; i < o->count; i++) entries[i] = o->entries[(o->head + i) % o->cap];
+    free(o->entries);
+    o->entries = entries;
+    o->head = 0;
+    o->cap = cap;
+  }
+  o->entries[(o->head + o->count) % o->cap] = *e;
+  o->count++;
+  return true;
+}
+
+bool shard_send(struct shard *s, uint32_t dst, const struct ring_entry *e) {
+  ASSERT(dst != s->id);
+  struct shard *d = server.shards[dst];
+  struct shard_overflow *o = &s->overflow[dst];
+  /* Entries already waiting go first, to keep per-pair FIFO order. */
+  if (o->count == 0 && ring_push(d->in[s->id], e)) {
+    wake(d);
+    return true;
+  }
+  s->stats.ring_full_events++;
+  if (!overflow_push(o, e)) {
+    log_error("shard %u: out of memory queueing for shard %u, message dropped", s->id, dst);
+    msg_release(e->ptr);
+  }
+  wake(d);
+  return false;
+}
+
+/* Moves overflow entries into rings that have room. Returns true when no
+ * overflow remains. */
+static bool drain_overflow(struct shard *s) {
+  bool empty = true;
+  for (uint32_t dst = 0; dst < (uint32_t)server.shard_count; dst++) {
+    struct shard_overflow *o = &s->overflow[dst];
+    if (o->count == 0) continue;
+    struct shard *d = server.shards[dst];
+    while (o->count > 0 && ring_push(d->in[s->id], &o->entries[o->head])) {
+      o->head = (o->head + 1) % o->cap;
+      o->count--;
+    }
+    wake(d);
+    if (o->count > 0) empty = false;
+  }
+  return empty;
+}
+
+static void resume_paused(struct shard *s) {
+  struct client *list = s->paused;
+  s->paused = NULL;
+  while (list != NULL) {
+    struct client *c = list;
+    list = c->next_paused;
+    c->next_paused = NULL;
+    client_resume(c);
+  }
+}
+
+/* Drains inbound rings. Returns the number of entries handled. */
+static uint32_t drain_rings(struct shard *s) {
+  uint32_t total = 0;
+  struct ring_entry batch[64];
+  for (uint32_t src = 0; src < (uint32_t)server.shard_count; src++) {
+    if (src == s->id) continue;
+    uint32_t budget = SHARD_DRAIN_BATCH;
+    while (budget > 0) {
+      uint32_t n = ring_pop(s->in[src], batch, budget < 64 ? budget : 64);
+      if (n == 0) break;
+      for (uint32_t i = 0; i < n; i++) route_on_entry(s, &batch[i]);
+      budget -= n;
+      total += n;
+    }
+  }
+  return total;
+}
+
+static bool rings_have_entries(struct shard *s) {
+  for (uint32_t src = 0; src < (uint32_t)server.shard_count; src++) {
+    if (src != s->id && ring_count(s->in[src]) > 0) return true;
+  }
+  return false;
+}
+
+void shard_mark_dirty(struct shard *s, struct client *c) {
+  if (c->on_dirty_list) return;
+  c->on_dirty_list = true;
+  c->next_dirty = s->dirty;
+  s->dirty = c;
+}
+
+static void flush_dirty(struct shard *s) {
+  /* Flushing can mark more clients dirty (a close after flush), so loop
+   * until the list stays empty; each pass only shrinks the work. */
+  while (s->dirty != NULL) {
+    struct client *list = s->dirty;
+    s->dirty = NULL;
+    while (list != NULL) {
+      struct client *c = list;
+      list = c->next_dirty;
+      c->on_dirty_list = false;
+      client_flush(c);
+    }
+  }
+}
+
+static void reap_closed(struct shard *s) {
+  while (s->reap != NULL) {
+    struct client *c = s->reap;
+    s->reap = c->next_reap;
+    if (c->prev) c->prev->next = c->next;
+    else s->clients = c->next;
+    if (c->next) c->next->prev = c->prev;
+    s->client_count--;
+    client_destroy(c);
+  }
+}
+
+void shard_on_accept(struct shard *s, int fd) {
+  int64_t open = atomic_fetch_add(&server.connections, 1) + 1;
+  struct client *c = client_create(s, fd);
+  if (c == NULL) {
+    atomic_fetch_sub(&server.connections, 1);
+    close(fd);
+    return;
+  }
+  c->next = s->clients;
+  if (s->clients) s->clients->prev = c;
+  s->clients = c;
+  s->client_count++;
+  s->stats.connections_total++;
+
+  if (open > server.opts.max_connections) {
+    client_send_err(c, "'maximum connections exceeded'");
+    client_close(c, CLOSE_MAX_CONNECTIONS, true);
+    return;
+  }
+  int rc = s->backend->client_start(s, c);
+  if (rc != 0) {
+    log_error("cid:%" PRIu64 " - could not start receiving: %s", c->cid, strerror(-rc));
+    client_close(c, CLOSE_READ_ERROR, false);
+  }
+}
+
+void shard_on_wake(struct shard *s) {
+  uint64_t v;
+  ssize_t unused = read(s->wake_fd, &v, sizeof v);
+  (void)unused;
+}
+
+static void tick(struct shard *s) {
+  for (struct client *c = s->clients; c != NULL; c = c->next) client_tick(c, s->now_ms);
+}
+
+static void close_all(struct shard *s) {
+  for (struct client *c = s->clients; c != NULL; c = c->next) {
+    client_close(c, CLOSE_SERVER_SHUTDOWN, true);
+  }
+}
+
+static void pin_to_cpu(struct shard *s) {
+  cpu_set_t online;
+  if (sched_getaffinity(0, sizeof online, &online) != 0) return;
+  int count = CPU_COUNT(&online);
+  if (count <= 1) return;
+  int want = (int)s->id % count;
+  for (int cpu = 0, seen = 0; cpu < CPU_SETSIZE; cpu++) {
+    if (!CPU_ISSET(cpu, &online)) continue;
+    if (seen++ != want) continue;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    pthread_setaffinity_np(pthread_self(), sizeof one, &one);
+    return;
+  }
+}
+
+static void *shard_main(void *arg) {
+  struct shard *s = arg;
+  pin_to_cpu(s);
+  rcu_register_thread();
+  s->cache = subcache_create(server.sublist, SHARD_SUBCACHE_CAPACITY);
+  ASSERT(s->cache != NULL);
+  s->now_ms = server_now_ms();
+  s->next_tick_ms = s->now_ms + SHARD_TICK_MS;
+
+  int rc = s->backend->init(s);
+  if (rc != 0) {
+    log_fatal("shard %u: %s backend start failed: %s", s->id, s->backend->name, strerror(-rc));
+    exit(1);
+  }
+
+  /* The shard loop runs until shutdown; every step inside is bounded. */
+  bool stopping = false;
+  int64_t stop_deadline = 0;
+  for (;;) {
+    s->now_ms = server_now_ms();
+    uint32_t handled = drain_rings(s);
+    if (drain_overflow(s) && s->paused != NULL) resume_paused(s);
+    flush_dirty(s);
+    reap_closed(s);
+
+    if (s->now_ms >= s->next_tick_ms) {
+      tick(s);
+      s->next_tick_ms = s->now_ms + SHARD_TICK_MS;
+    }
+    if (atomic_load(&server.stopping) && !stopping) {
+      stopping = true;
+      stop_deadline = s->now_ms + 2000;
+      close_all(s);
+      flush_dirty(s);
+    }
+    if (stopping && (s->clients == NULL || s->now_ms > stop_deadline)) break;
+    rcu_quiescent_state();
+
+    /* Sleep only when no ring has entries, announcing it first so that a
+     * producer that pushes after the check wakes us. */
+    int timeout = 0;
+    if (handled == 0 && s->dirty == NULL && s->reap == NULL) {
+      atomic_store(&s->sleeping, 1);
+      if (rings_have_entries(s) || atomic_load(&server.stopping)) {
+        atomic_store(&s->sleeping, 0);
+      } else {
+        timeout = (int)(s->next_tick_ms - s->now_ms);
+        if (timeout < 0) timeout = 0;
+      }
+    }
+    if (timeout > 0) rcu_thread_offline();
+    rc = s->backend->poll(s, timeout);
+    if (timeout > 0) rcu_thread_online();
+    atomic_store(&s->sleeping, 0);
+    if (rc < 0 && rc != -EINTR && rc != -ETIME) {
+      log_error("shard %u: event loop failed: %s", s->id, strerror(-rc));
+    }
+  }
+
+  s->backend->fini(s);
+  subcache_destroy(s->cache);
+  rcu_unregister_thread();
+  return NULL;
+}
+
+int shard_start_all(void) {
+  for (int i = 0; i < server.shard_count; i++) {
+    struct shard *s = server.shards[i];
+    int rc = pthread_create(&s->thread, NULL, shard_main, s);
+    if (rc != 0) return -rc;
+  }
+  return 0;
+}
+
+void shard_stop_all(void) {
+  atomic_store(&server.stopping, true);
+  for (int i = 0; i < server.shard_count; i++) {
+    struct shard *s = server.shards[i];
+    atomic_store(&s->sleeping, 1);
+    wake(s);
+  }
+  for (int i = 0; i < server.shard_count; i++) pthread_join(server.shards[i]->thread, NULL);
+}

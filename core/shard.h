@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* A shard: one pinned thread with its own event loop, owning a disjoint set
+ * of connections and their subscriptions. Shards exchange messages only
+ * through SPSC rings, one per ordered pair. */
+#ifndef SHOAL_SHARD_H
+#define SHOAL_SHARD_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/ring.h"
+
+struct backend_ops;
+struct client;
+struct subcache;
+
+/* Ring entry types. */
+enum shard_entry_type {
+  SHARD_ENTRY_MSG = 1,     /* ptr: struct msg; deliver to local plain subs */
+  SHARD_ENTRY_QUEUE_MSG,   /* ptr: struct msg; a: struct shard_qpick * */
+};
+
+/* A queue group chosen for a message on another shard: the destination
+ * picks a local member of the group named queue. */
+struct shard_qpick {
+  uint32_t hops;      /* shards tried so far, bounded by the shard count */
+  uint32_t queue_len;
+  char queue[];
+};
+
+/* Entries that did not fit in a full ring, kept in order until it drains. */
+struct shard_overflow {
+  struct ring_entry *entries;
+  uint32_t head;
+  uint32_t count;
+  uint32_t cap;
+};
+
+/* Per-shard counters, summed over shards when read. Padded so that two
+ * shards never write the same cache line. */
+struct shard_stats {
+  _Alignas(64) uint64_t msgs_in;
+  uint64_t bytes_in;
+  uint64_t msgs_out;
+  uint64_t bytes_out;
+  uint64_t slow_consumers;
+  uint64_t ring_full_events;
+  uint64_t connections_total;
+};
+
+struct shard {
+  uint32_t id;
+  pthread_t thread;
+  const struct backend_ops *backend;
+  void *backend_state;
+  int listen_fd;
+  int wake_fd;               /* eventfd: another thread has work for us */
+  _Alignas(64) atomic_int sleeping;
+  _Alignas(64) struct ring **in;  /* in[src]: entries from shard src */
+  struct shard_overflow *overflow; /* overflow[dst], in order before new entries */
+  struct subcache *cache;
+  struct client *clients;    /* every open or closing connection */
+  struct client *dirty;      /* connections with output to flush */
+  struct client *reap;       /* closed connections to free */
+  struct client *paused;     /* connections waiting for ring room */
+  uint32_t client_count;
+  int64_t now_ms;
+  int64_t next_tick_ms;
+  bool stop;
+  struct shard_stats stats;
+};
+
+/* Creates the shards' structures and rings; starts no thread. */
+int shard_create_all(void);
+
+/* Starts every shard thread. Returns 0 or a negative errno. */
+int shard_start_all(void);
+
+/* Asks every shard to stop, then joins the threads. */
+void shard_stop_all(void);
+
+/* Queues an entry for shard dst from shard s (the caller's shard), waking
+ * dst if it sleeps. Returns false when the entry went to the overflow
+ * queue because the ring is full; it will be sent later, in order. */
+bool shard_send(struct shard *s, uint32_t dst, const struct ring_entry *e);
+
+/* Called by a backend when a new connection was accepted on s. */
+void shard_on_accept(struct shard *s, int fd);
+
+/* Called by a backend when the wake eventfd fired. */
+void shard_on_wake(struct shard *s);
+
+/* Marks c as having output to flush at the end of the loop iteration. */
+void shard_mark_dirty(struct shard *s, struct client *c);
+
+#endif
