@@ -1,0 +1,285 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Runs one shoal-bench scenario matrix against Debian's nats-server and
+# shoal-server on loopback, alternating the two servers, and prints a table of
+# medians, min-max and the ratio shoal/nats-server. Unless --no-doc is given it
+# rewrites docs/BENCHMARKS.md with that table, the machine and the command.
+#
+# Each round starts both servers fresh on free loopback ports, then runs every
+# scenario once per server. The server that goes first alternates by round, so
+# a slow drift of the machine affects both sides alike. Needs jq and perl.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+rounds=5
+duration=2
+warmup=0.5
+build="$here/build"
+nats=/usr/sbin/nats-server
+shoal=""
+bench=""
+shoal_args="--shards 2"
+doc="$here/docs/BENCHMARKS.md"
+write_doc=1
+command_line="bench/compare.sh $*"
+
+usage() {
+  cat <<EOF
+usage: bench/compare.sh [options]
+
+Options:
+  --rounds N        rounds over the whole matrix (default $rounds)
+  --duration S      measured seconds per run (default $duration)
+  --warmup S        warm-up seconds per run (default $warmup)
+  --build DIR       build directory with shoal-server and bench/shoal-bench
+                    (default $build)
+  --shoal PATH      shoal-server binary (default DIR/shoal-server)
+  --shoal-args "A"  extra shoal-server flags (default "$shoal_args")
+  --nats PATH       nats-server binary (default $nats)
+  --bench PATH      shoal-bench binary (default DIR/bench/shoal-bench)
+  --doc PATH        where to write the results page (default docs/BENCHMARKS.md)
+  --no-doc          print the table only
+  --quick           one round of 1 s runs, to check the setup
+EOF
+}
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rounds) rounds=$2; shift 2 ;;
+    --duration) duration=$2; shift 2 ;;
+    --warmup) warmup=$2; shift 2 ;;
+    --build) build=$2; shift 2 ;;
+    --shoal) shoal=$2; shift 2 ;;
+    --shoal-args) shoal_args=$2; shift 2 ;;
+    --nats) nats=$2; shift 2 ;;
+    --bench) bench=$2; shift 2 ;;
+    --doc) doc=$2; shift 2 ;;
+    --no-doc) write_doc=0; shift ;;
+    --quick) rounds=1; duration=1; warmup=0.2; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "compare.sh: unknown option '$1'; see --help" >&2; exit 2 ;;
+  esac
+done
+[ -n "$shoal" ] || shoal="$build/shoal-server"
+[ -n "$bench" ] || bench="$build/bench/shoal-bench"
+
+for tool in jq perl; do
+  command -v "$tool" >/dev/null || { echo "compare.sh: $tool is missing; run scripts/install-deps" >&2; exit 1; }
+done
+for bin in "$nats" "$shoal" "$bench"; do
+  [ -x "$bin" ] || { echo "compare.sh: $bin is missing or not executable; build first or pass its path" >&2; exit 1; }
+done
+
+# The scenario matrix: id|label|shoal-bench arguments|metrics. Metrics: tput
+# (msgs/s), lat (latency percentiles), cpu (server and client CPU per message).
+# Latency of unpaced runs is left out because it measures the publisher's
+# window of unreceived messages, not the server.
+matrix=(
+  "pub16|publish only, 16 B|pub --size 16|tput cpu"
+  "pub1k|publish only, 1 KiB|pub --size 1024|tput cpu"
+  "ps16|pub/sub 1:1, 16 B|pubsub --size 16|tput cpu"
+  "ps1k|pub/sub 1:1, 1 KiB|pubsub --size 1024|tput cpu"
+  "queue|queue group of 3, 16 B|queue --subs 3 --size 16|tput cpu"
+  "reqrep|request-reply, 1 requester, 16 B|reqrep --pubs 1 --subs 1 --size 16|tput lat cpu"
+  "rate|pub/sub 1:1 at 20k msgs/s, 16 B|pubsub --size 16 --rate 20000|lat cpu"
+)
+
+results=$(mktemp -d /tmp/shoal-compare.XXXXXX)
+server_pids=()
+
+cleanup() {
+  for pid in "${server_pids[@]}"; do
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  server_pids=()
+}
+trap cleanup EXIT
+
+free_port() {
+  perl -MIO::Socket::INET -e '
+    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1", LocalPort => 0, Proto => "tcp")
+      or die "cannot bind a loopback port: $!\n";
+    print $s->sockport, "\n";'
+}
+
+# Waits up to 5 s for a TCP listener on 127.0.0.1:$1.
+wait_port() {
+  for _ in $(seq 50); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  return 1
+}
+
+# Starts server $1 (nats or shoal) on a free port; sets port and pid.
+start_server() {
+  port=$(free_port)
+  local log="$results/$1.round$round.log"
+  if [ "$1" = nats ]; then
+    "$nats" -a 127.0.0.1 -p "$port" >"$log" 2>&1 &
+  else
+    # shellcheck disable=SC2086
+    "$shoal" -a 127.0.0.1 -p "$port" $shoal_args >"$log" 2>&1 &
+  fi
+  pid=$!
+  server_pids+=("$pid")
+  if ! wait_port "$port"; then
+    echo "compare.sh: $1 did not listen on 127.0.0.1:$port within 5 s; its log:" >&2
+    cat "$log" >&2
+    exit 1
+  fi
+}
+
+# Runs matrix row $2 against server $1 at port ${ports[$1]}.
+run_one() {
+  local server=$1 id label args metrics
+  IFS='|' read -r id label args metrics <<<"$2"
+  local out="$results/$server.$id.$round.json"
+  local rc=0
+  # shellcheck disable=SC2086
+  "$bench" $args --url "nats://127.0.0.1:${ports[$server]}" --duration "$duration" --warmup "$warmup" \
+    --server-pid "${pids[$server]}" --json --no-live >"$out" 2>"$results/$server.$id.$round.err" || rc=$?
+  if [ $rc -ne 0 ]; then
+    echo "compare.sh: $server, $label, round $round: shoal-bench failed with exit $rc:" \
+      "$(head -c 300 "$results/$server.$id.$round.err")" >&2
+    echo "$rc" >"$results/$server.$id.$round.failed"
+  fi
+  printf '.' >&2
+}
+
+started=$(date -u '+%Y-%m-%d %H:%M UTC')
+declare -A ports pids
+for round in $(seq "$rounds"); do
+  echo "round $round of $rounds" >&2
+  order=(nats shoal)
+  [ $((round % 2)) -eq 0 ] && order=(shoal nats)
+  for server in "${order[@]}"; do
+    start_server "$server"
+    ports[$server]=$port
+    pids[$server]=$pid
+  done
+  for row in "${matrix[@]}"; do
+    for server in "${order[@]}"; do run_one "$server" "$row"; done
+  done
+  echo >&2
+  cleanup
+done
+
+# ---- Aggregation ----
+
+# Prints "median min max" of the numbers jq filter $3 yields for server $1,
+# row $2, over the rounds that succeeded; "- - -" when none did.
+stats() {
+  local files=()
+  for f in "$results/$1.$2".*.json; do
+    [ -s "$f" ] && files+=("$f")
+  done
+  if [ ${#files[@]} -eq 0 ]; then echo "- - -"; return; fi
+  jq -rs "[.[] | $3 | select(. != null)] | sort |
+    if length == 0 then \"- - -\" else
+      (if length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end)
+      as \$m | \"\(\$m) \(.[0]) \(.[-1])\" end" "${files[@]}"
+}
+
+# Formats a number for the table: $1 value, $2 scale divisor, $3 decimals.
+fmt() {
+  if [ "$1" = - ]; then echo "-"; return; fi
+  awk -v v="$1" -v s="$2" -v d="$3" 'BEGIN { printf "%.*f", d, v / s }'
+}
+
+ratio() {
+  if [ "$1" = - ] || [ "$2" = - ]; then echo "-"; return; fi
+  awk -v a="$1" -v b="$2" 'BEGIN { if (a == 0) print "-"; else printf "%.2f", b / a }'
+}
+
+table_row() { # label metric jq-filter divisor decimals id
+  read -r nm nlo nhi <<<"$(stats nats "$6" "$3")"
+  read -r sm slo shi <<<"$(stats shoal "$6" "$3")"
+  printf '| %s | %s | %s (%s-%s) | %s (%s-%s) | %s |\n' "$1" "$2" \
+    "$(fmt "$nm" "$4" "$5")" "$(fmt "$nlo" "$4" "$5")" "$(fmt "$nhi" "$4" "$5")" \
+    "$(fmt "$sm" "$4" "$5")" "$(fmt "$slo" "$4" "$5")" "$(fmt "$shi" "$4" "$5")" "$(ratio "$nm" "$sm")"
+}
+
+throughput='(if .received.msgs > 0 then .received.msgs_per_s else .published.msgs_per_s end)'
+table=$(
+  echo "| Scenario | Metric | nats-server median (min-max) | shoal median (min-max) | shoal / nats |"
+  echo "|---|---|---|---|---|"
+  for row in "${matrix[@]}"; do
+    IFS='|' read -r id label args metrics <<<"$row"
+    for m in $metrics; do
+      case $m in
+        tput) table_row "$label" "msgs/s (thousands)" "$throughput" 1000 1 "$id" ;;
+        lat)
+          table_row "$label" "latency p50 (us)" ".latency_ns.p50" 1000 1 "$id"
+          table_row "$label" "latency p99 (us)" ".latency_ns.p99" 1000 1 "$id"
+          table_row "$label" "latency p99.9 (us)" ".latency_ns.p99_9" 1000 1 "$id" ;;
+        cpu)
+          table_row "$label" "server CPU (ns/msg)" ".cpu.server_ns_per_msg" 1 0 "$id"
+          table_row "$label" "client CPU (ns/msg)" ".cpu.client_ns_per_msg" 1 0 "$id" ;;
+      esac
+    done
+  done
+)
+
+failures=$(find "$results" -name '*.failed' | wc -l)
+losses=$(cat "$results"/*.json 2>/dev/null | jq -s '[.[] | .lost + .duplicated] | add // 0')
+echo "$table"
+echo
+echo "failed runs: $failures; messages lost or duplicated over all runs: $losses"
+echo "raw results: $results"
+
+if [ "$write_doc" -eq 1 ]; then
+  cpu_model=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
+  cores=$(nproc)
+  kernel=$(uname -r)
+  memory=$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
+  nats_version=$("$nats" --version 2>&1 | head -1)
+  commit=$(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo unknown)
+  mkdir -p "$(dirname "$doc")"
+  cat >"$doc" <<EOF
+# Benchmarks
+
+shoal-server against Debian's nats-server on the same machine, measured with
+shoal-bench (\`bench/\`). This page is written by \`bench/compare.sh\`; rerun
+it to refresh the numbers.
+
+## Latest run
+
+- Date: $started, shoal commit $commit
+- Machine: $cpu_model, $cores cores, $memory RAM, Linux $kernel
+- Servers: $nats_version with default settings; shoal-server with \`$shoal_args\`
+- Command, from the repository root: \`$command_line\`
+- $rounds rounds, each run ${duration} s measured after a ${warmup} s warm-up
+- Failed runs: $failures. Messages lost or duplicated over all runs: $losses.
+
+$table
+
+## How to read the table
+
+- Each cell is the median over the rounds, with the minimum and maximum in
+  brackets. The last column is shoal's median divided by nats-server's:
+  above 1 is better for msgs/s, below 1 is better for latency and CPU.
+- msgs/s counts received messages where there are receivers (replies for
+  request-reply) and published messages otherwise.
+- Latency runs from the publish (the send time travels in the payload) to
+  the receipt, from a log-linear histogram with at most 0.39 % relative
+  error. Unpaced runs show no latency: there it measures how many messages
+  the publisher keeps in flight, not the server.
+- Server CPU is utime plus stime of the server process from /proc, read in
+  10 ms ticks, divided by the larger of the published and received message
+  counts. Client CPU is shoal-bench's own. shoal-bench runs in one thread on
+  the same cores as the server, so when client CPU per message comes close
+  to the time per message, the client limited that run.
+- Each round starts both servers fresh on free loopback ports and runs every
+  scenario on both; the server that goes first alternates between rounds.
+
+## Not measured yet
+
+- JetStream scenarios: shoal-server has no JetStream yet, and shoal-bench
+  exits with an error for them.
+- A cross-check of shoal-bench against an independent libnats-based client
+  on the same scenarios.
+EOF
+  echo "wrote $doc" >&2
+fi
