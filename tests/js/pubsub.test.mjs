@@ -186,8 +186,8 @@ describe("pub/sub", () => {
   });
 
   test("flush after subscribe guarantees delivery", async () => {
-    // A fresh subject per round: the only thing that can make the single
-    // message arrive is the SUB being in place when flush() resolved.
+    // Each round publishes once to a new subject right after the subscriber's
+    // flush returns, so the message arrives only if the SUB was in place by then.
     const rounds = 100;
     const pub = await connectTo(server);
     try {
