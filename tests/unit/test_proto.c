@@ -560,6 +560,116 @@ Test(proto, pipeline_split_at_every_offset)
   }
 }
 
+/* ---- Field splitting against a reference splitter. ---- */
+
+/* A deterministic generator, so a failure repeats with the same input. */
+static uint32_t next_random(uint32_t *state)
+{
+  *state ^= *state << 13;
+  *state ^= *state >> 17;
+  *state ^= *state << 5;
+  return *state;
+}
+
+/* Appends a run of 1 to 3 separators: blanks, and CR when allowed. */
+static size_t put_separators(char *out, uint32_t *rng, bool with_cr)
+{
+  static const char separators[] = " \t\r";
+  size_t n = 1 + next_random(rng) % 3;
+  for (size_t i = 0; i < n; i++)
+    out[i] = separators[next_random(rng) % (with_cr ? 3 : 2)];
+  return n;
+}
+
+/* Builds "<op> <fields separated by random blank runs><blanks>\r\n" with
+ * field_count fields of random length, and returns the fields' offsets. */
+static size_t build_random_line(char *out, const char *op, int field_count, bool with_cr,
+                                uint32_t *rng, size_t *field_off, size_t *field_len)
+{
+  static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789._*>-";
+  size_t len = strlen(op);
+  memcpy(out, op, len);
+  len += put_separators(out + len, rng, false);
+  for (int f = 0; f < field_count; f++) {
+    if (f > 0)
+      len += put_separators(out + len, rng, with_cr);
+    size_t n = 1 + next_random(rng) % 40;
+    field_off[f] = len;
+    field_len[f] = n;
+    for (size_t i = 0; i < n; i++)
+      out[len++] = alphabet[next_random(rng) % (sizeof alphabet - 1)];
+  }
+  if (next_random(rng) % 2)
+    len += put_separators(out + len, rng, false);
+  out[len++] = '\r';
+  out[len++] = '\n';
+  return len;
+}
+
+static void check_field(const char *line, struct proto_slice got, size_t off, size_t len,
+                        const char *what, uint32_t round)
+{
+  cr_assert_eq(got.len, len, "round %u: %s length %u, expected %zu in '%s'", round, what,
+               got.len, len, line);
+  cr_assert_eq(got.ptr, line + off, "round %u: %s at the wrong offset in '%s'", round, what,
+               line);
+}
+
+Test(proto, random_sub_fields)
+{
+  uint32_t rng = 0x5eed1234;
+  for (uint32_t round = 0; round < 20000; round++) {
+    int field_count = 1 + (int)(next_random(&rng) % 5);
+    char line[512];
+    size_t off[8], len[8];
+    size_t n = build_random_line(line, "SUB", field_count, true, &rng, off, len);
+    line[n] = '\0';
+
+    struct proto_cmd cmd;
+    int rc = proto_parse(line, n, PROTO_SIDE_SERVER, &default_limits, &cmd);
+    if (field_count != 2 && field_count != 3) {
+      cr_assert_eq(rc, PROTO_ERR_BAD_ARGS, "round %u: %d fields gave rc %d", round,
+                   field_count, rc);
+      continue;
+    }
+    cr_assert_eq(rc, (int)n, "round %u: rc %d for '%s'", round, rc, line);
+    check_field(line, cmd.subject, off[0], len[0], "subject", round);
+    check_field(line, cmd.sid, off[field_count - 1], len[field_count - 1], "sid", round);
+    if (field_count == 3)
+      check_field(line, cmd.queue, off[1], len[1], "queue", round);
+  }
+}
+
+Test(proto, random_pub_fields)
+{
+  uint32_t rng = 0xc0ffee01;
+  for (uint32_t round = 0; round < 20000; round++) {
+    int field_count = 1 + (int)(next_random(&rng) % 4);
+    char line[512];
+    size_t off[8], len[8];
+    size_t n = build_random_line(line, "PUB", field_count, false, &rng, off, len);
+
+    /* The last field becomes the size: "0" padded to its length. */
+    size_t last = (size_t)field_count - 1;
+    bool size_ok = len[last] <= 9;
+    memset(line + off[last], '0', len[last]);
+    memcpy(line + n, "\r\n", 2);
+    line[n + 2] = '\0';
+
+    struct proto_cmd cmd;
+    int rc = proto_parse(line, n + 2, PROTO_SIDE_SERVER, &default_limits, &cmd);
+    if ((field_count != 2 && field_count != 3) || !size_ok) {
+      cr_assert_eq(rc, PROTO_ERR_BAD_ARGS, "round %u: rc %d for '%s'", round, rc, line);
+      continue;
+    }
+    cr_assert_eq(rc, (int)n + 2, "round %u: rc %d for '%s'", round, rc, line);
+    check_field(line, cmd.subject, off[0], len[0], "subject", round);
+    if (field_count == 3)
+      check_field(line, cmd.reply, off[1], len[1], "reply", round);
+    cr_assert_eq(cmd.total_len, 0, "round %u: size", round);
+  }
+}
+
 /* ---- Error texts. ---- */
 
 Test(proto, error_texts)
