@@ -273,7 +273,10 @@ static const char *stop_server(char *problem, size_t capacity) {
     print_log_tail();
     result = problem;
   }
-  unlink(server.log_path);
+  if (result || getenv("SHOAL_TEST_KEEP_LOGS"))
+    fprintf(stderr, "server log kept in %s\n", server.log_path);
+  else
+    unlink(server.log_path);
   return result;
 }
 

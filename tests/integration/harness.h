@@ -24,7 +24,9 @@
  * unset) with `-a 127.0.0.1 -p PORT` and the words of SHOAL_TEST_SERVER_ARGS,
  * and waits until it sends INFO to a TCP client. The server's stdout and
  * stderr go to a temporary log file. Fails the current test when the server
- * exits early or is not ready within 5 s. Meant as a Criterion .init. */
+ * exits early or is not ready within 5 s. Meant as a Criterion .init.
+ * The log is deleted when the server stops, unless SHOAL_TEST_KEEP_LOGS is
+ * set or the server did not stop cleanly. */
 void harness_start(void);
 
 /* Destroys the libnats connections made with harness_connect(), stops the

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Publish and subscribe through libnats: exact payloads, wildcard matching,
- * echo, auto-unsubscribe, PING/PONG and subscribe-then-flush visibility.
- * Owned by the integration test suite. */
+ * echo, auto-unsubscribe and UNSUB, PING/PONG, subscribe-then-flush
+ * visibility and many subscriptions on one connection. Owned by the
+ * integration test suite. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,6 +139,8 @@ static const struct {
     {"wcx.a.c", 0},
     {"a.wc", 1u << 6},
     {"x.a.b.c", 0},
+    {"WC.a", 1u << 6},
+    {"wc.A.b", 1u << 1},
 };
 #define CASE_COUNT (int)(sizeof(wildcard_cases) / sizeof(wildcard_cases[0]))
 
@@ -330,5 +333,67 @@ HARNESS_TEST(pubsub, subscribe_then_flush_visible) {
     natsMsg_Destroy(msg);
     natsSubscription_Unsubscribe(sub);
     natsSubscription_Destroy(sub);
+  }
+}
+
+/* After UNSUB and a PONG, messages to the old subject are not delivered.
+ * The fence is published after them by the same connection, so it arrives
+ * after anything they could have caused. */
+HARNESS_TEST(pubsub, unsubscribe_stops_delivery) {
+  struct raw_conn rc;
+  raw_connect_ready(&rc);
+  cr_assert_eq(raw_send_str(&rc, "SUB gone 1\r\nSUB gone.fence 2\r\nUNSUB 1\r\nPING\r\n"), 0);
+  char line[256];
+  cr_assert_gt(raw_read_line(&rc, line, sizeof(line), 5000), 0);
+  cr_assert_str_eq(line, "PONG");
+
+  natsConnection *pub_nc = harness_connect();
+  for (int i = 0; i < 10; i++)
+    cr_assert_eq(natsConnection_PublishString(pub_nc, "gone", "late"), NATS_OK);
+  cr_assert_eq(natsConnection_PublishString(pub_nc, "gone.fence", "end"), NATS_OK);
+  flush(pub_nc);
+
+  cr_assert_gt(raw_read_line(&rc, line, sizeof(line), 5000), 0);
+  cr_assert_str_eq(line, "MSG gone.fence 2 3", "message after UNSUB: \"%s\"", line);
+  cr_assert_gt(raw_read_line(&rc, line, sizeof(line), 5000), 0);
+  cr_assert_str_eq(line, "end");
+  raw_close(&rc);
+}
+
+#define MANY_SUBSCRIPTIONS 10000
+
+/* One connection with many subscriptions gets exactly one message on each,
+ * and one published to a subject with no subscription is not delivered. */
+HARNESS_TEST(pubsub, many_subscriptions_one_connection) {
+  natsConnection *sub_nc = harness_connect();
+  natsConnection *pub_nc = harness_connect();
+  static natsSubscription *subs[MANY_SUBSCRIPTIONS];
+  for (int i = 0; i < MANY_SUBSCRIPTIONS; i++) {
+    char subject[64];
+    snprintf(subject, sizeof(subject), "fleet.robot%d.status", i);
+    subs[i] = subscribe_sync(sub_nc, subject);
+  }
+  natsSubscription *fence = subscribe_sync(sub_nc, "fleet.fence");
+  flush(sub_nc);
+
+  for (int i = MANY_SUBSCRIPTIONS - 1; i >= 0; i--) {
+    char subject[64];
+    snprintf(subject, sizeof(subject), "fleet.robot%d.status", i);
+    cr_assert_eq(natsConnection_PublishString(pub_nc, subject, subject + 6), NATS_OK);
+  }
+  cr_assert_eq(natsConnection_PublishString(pub_nc, "fleet.robot-none.status", "x"), NATS_OK);
+  cr_assert_eq(natsConnection_PublishString(pub_nc, "fleet.fence", "end"), NATS_OK);
+  flush(pub_nc);
+  natsMsg_Destroy(harness_next_msg(fence));
+
+  for (int i = 0; i < MANY_SUBSCRIPTIONS; i++) {
+    cr_assert_eq(pending_count(subs[i]), 1, "subscription %d has %d messages", i,
+                 pending_count(subs[i]));
+    natsMsg *msg = harness_next_msg(subs[i]);
+    char expected[64];
+    int len = snprintf(expected, sizeof(expected), "robot%d.status", i);
+    cr_assert_eq(natsMsg_GetDataLength(msg), len);
+    cr_assert(memcmp(natsMsg_GetData(msg), expected, (size_t)len) == 0);
+    natsMsg_Destroy(msg);
   }
 }
