@@ -108,20 +108,29 @@ describe("connection", () => {
   });
 
   test("drain delivers flushed messages", async () => {
-    const count = 500;
-    const sub = await connectTo(server);
+    // Several rounds, each with a new subscriber connection, so that with
+    // more than one shard some rounds have publisher and subscriber on
+    // different shards.
+    const rounds = 16;
+    const count = 1000;
     const pub = await connectTo(server);
     try {
-      const got = collect(sub, "drain.other");
-      await sub.flush();
-      for (let i = 0; i < count; i++) pub.publish("drain.other", String(i));
-      // Once the publisher's flush returns the server has routed every PUB,
-      // so drain's UNSUB on the subscriber comes after all of them.
-      await pub.flush();
-      await within(sub.drain(), "connection drain");
-      assert.equal(sub.isClosed(), true);
-      assert.deepEqual(got.messages.map((m) => Number(m.string())),
-        Array.from({ length: count }, (_, i) => i));
+      for (let round = 0; round < rounds; round++) {
+        const sub = await connectTo(server);
+        const subject = `drain.other.${round}`;
+        const got = collect(sub, subject);
+        await sub.flush();
+        for (let i = 0; i < count; i++) pub.publish(subject, String(i));
+        // Once the publisher's flush returns the server has handled every
+        // PUB, so drain's UNSUB on the subscriber comes after all of them.
+        await pub.flush();
+        await within(sub.drain(), `connection drain in round ${round}`);
+
+        assert.equal(sub.isClosed(), true);
+        assert.equal(got.messages.length, count, `round ${round}: messages delivered before drain completed`);
+        assert.deepEqual(got.messages.map((m) => Number(m.string())),
+          Array.from({ length: count }, (_, i) => i));
+      }
     } finally {
       await pub.close();
     }
