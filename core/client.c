@@ -42,6 +42,13 @@ static const char *const close_reason_text[] = {
     [CLOSE_AUTH_VIOLATION] = "Authentication Failure",
 };
 
+/* How long stalled consumers may hold publishers back before they are left
+ * to the max_pending rule; nats-server stalls a producer for at most a
+ * second too. */
+#define CLIENT_STALL_MAX_MS 1000
+/* Input kept for a paused publisher before receiving stops. */
+#define CLIENT_PAUSED_INPUT_MAX (256 * 1024)
+
 /* ---- Subscription table, keyed by sid. ---- */
 
 #define SUB_TOMBSTONE ((struct sub *)1)
@@ -140,6 +147,8 @@ static void send_ok(struct client *c) {
   if (c->verbose) client_send_raw(c, "+OK\r\n", 5);
 }
 
+static void update_stall(struct client *c);
+
 static char *put_u64(char *p, uint64_t v) {
   char tmp[24];
   int n = 0;
@@ -212,10 +221,36 @@ void client_deliver(struct client *c, struct sub *sub, const char *subject,
   c->shard->stats.msgs_out++;
   c->shard->stats.bytes_out += total_len;
   shard_mark_dirty(c->shard, c);
+  update_stall(c);
 
   sub->delivered++;
   if (sub->max_msgs > 0 && sub->delivered >= (uint64_t)sub->max_msgs) {
     client_unsubscribe(c, sub);
+  }
+}
+
+/* A consumer whose output passes half of max_pending holds back the
+ * publishers that feed it, as nats-server stalls them, so that a reader
+ * that is slower than its publisher but keeps reading is not cut off. */
+static void update_stall(struct client *c) {
+  struct shard *s = c->shard;
+  size_t pending = buf_pending(&c->out) + buf_pending(&c->wbuf);
+  size_t half = (size_t)server.opts.max_pending / 2;
+  if (pending > half) {
+    if (!c->stalled && !c->stall_exempt && c->state == CLIENT_OPEN) {
+      c->stalled = true;
+      s->stats.stall_events++;
+      log_debug("%s:%d - cid:%" PRIu64 " - pending output of %zu bytes holds publishers back",
+                c->ip, c->port, c->cid, pending);
+      if (s->stalled_count++ == 0) s->stall_deadline_ms = s->now_ms + CLIENT_STALL_MAX_MS;
+    }
+    if (c->stalled) s->stall_hit = true;
+    return;
+  }
+  c->stall_exempt = false;
+  if (c->stalled) {
+    c->stalled = false;
+    s->stalled_count--;
   }
 }
 
@@ -242,6 +277,7 @@ void client_on_sent(struct client *c, size_t n) {
   c->send_in_flight = false;
   c->wbuf.off += n;
   if (buf_pending(&c->wbuf) == 0) buf_clear(&c->wbuf);
+  if (c->stalled) update_stall(c);
   if (c->state == CLIENT_CLOSED) return;
   if (buf_pending(&c->wbuf) > 0 || buf_pending(&c->out) > 0 || c->state == CLIENT_CLOSING)
     shard_mark_dirty(c->shard, c);
@@ -302,7 +338,8 @@ struct client *client_create(struct shard *s, int fd) {
   c->last_ping_ms = s->now_ms;
   fill_peer(c);
   send_info(c);
-  log_debug("%s:%d - cid:%" PRIu64 " - Client connection created", c->ip, c->port, c->cid);
+  log_debug("%s:%d - cid:%" PRIu64 " - Client connection created on shard %u", c->ip, c->port,
+            c->cid, s->id);
   return c;
 }
 
@@ -341,6 +378,10 @@ static void remove_all_subs(struct client *c) {
 
 void client_close(struct client *c, enum client_close_reason reason, bool flush) {
   if (c->state == CLIENT_CLOSED) return;
+  if (c->stalled) {
+    c->stalled = false;
+    c->shard->stalled_count--;
+  }
   if (c->state == CLIENT_OPEN) {
     c->close_reason = reason;
     remove_all_subs(c);
@@ -425,14 +466,18 @@ static void on_pub(struct client *c, const struct proto_cmd *cmd) {
     client_send_err(c, "'Invalid Publish Subject'");
     return;
   }
+  c->shard->stall_hit = false;
   bool room = route_publish(c->shard, c, cmd->subject.ptr, cmd->subject.len, cmd->reply.ptr,
                             cmd->reply.len, cmd->payload, cmd->header_len, cmd->total_len);
   send_ok(c);
-  if (!room && c->state == CLIENT_OPEN && !c->paused) {
-    c->paused = true;
-    c->next_paused = c->shard->paused;
-    c->shard->paused = c;
-  }
+  if (!room || c->shard->stall_hit) client_pause(c);
+}
+
+void client_pause(struct client *c) {
+  if (c->state != CLIENT_OPEN || c->paused) return;
+  c->paused = true;
+  c->next_paused = c->shard->paused;
+  c->shard->paused = c;
 }
 
 static char *dup_slice(struct proto_slice s) {
@@ -539,11 +584,22 @@ static void dispatch(struct client *c, const struct proto_cmd *cmd) {
 static void on_parse_error(struct client *c, int err, const char *at, size_t len) {
   log_debug("%s:%d - cid:%" PRIu64 " - Client parser ERROR: %s near '%.*s'", c->ip, c->port,
             c->cid, proto_err_text(err), (int)(len < 32 ? len : 32), at);
-  client_send_err(c, proto_err_text(err));
+  const char *text = proto_err_text(err);
+  if (text != NULL) client_send_err(c, text);
   if (proto_err_closes(err)) {
     client_close(c, err == PROTO_ERR_MAX_PAYLOAD ? CLOSE_MAX_PAYLOAD : CLOSE_PROTOCOL_VIOLATION,
                  true);
   }
+}
+
+/* Logs the command's control line in nats-server's trace form,
+ * "<<- [PUB foo 5]". */
+static void trace_cmd(struct client *c, const char *p, size_t len) {
+  const char *eol = memchr(p, '\n', len);
+  size_t n = eol ? (size_t)(eol - p) : len;
+  if (n > 0 && p[n - 1] == '\r') n--;
+  log_trace("%s:%d - cid:%" PRIu64 " - <<- [%.*s]", c->ip, c->port, c->cid,
+            (int)(n < 512 ? n : 512), p);
 }
 
 /* Parses and runs every complete command in p[0, len). Returns the bytes
@@ -552,9 +608,11 @@ static size_t process(struct client *c, const char *p, size_t len) {
   struct proto_limits lim = {
       .max_control_line = (uint32_t)server.opts.max_control_line,
       .max_payload = (uint32_t)server.opts.max_payload,
+      .no_headers = !c->headers,
   };
   size_t off = 0;
   while (off < len && c->state == CLIENT_OPEN && !c->paused) {
+    lim.no_headers = !c->headers; /* a CONNECT earlier in this buffer may change it */
     struct proto_cmd cmd;
     int rc = proto_parse(p + off, len - off, PROTO_SIDE_SERVER, &lim, &cmd);
     if (rc == PROTO_NEED_MORE) break;
@@ -562,6 +620,7 @@ static size_t process(struct client *c, const char *p, size_t len) {
       on_parse_error(c, rc, p + off, len - off);
       return len;
     }
+    if (log_trace_on) trace_cmd(c, p + off, (size_t)rc);
     dispatch(c, &cmd);
     off += (size_t)rc;
   }
@@ -582,7 +641,13 @@ void client_on_recv(struct client *c, const char *data, size_t len) {
     client_close(c, CLOSE_READ_ERROR, false);
     return;
   }
-  if (c->paused) return;
+  if (c->paused) {
+    if (!c->recv_paused && buf_pending(&c->in) > CLIENT_PAUSED_INPUT_MAX) {
+      c->recv_paused = true;
+      c->shard->backend->client_pause_recv(c->shard, c);
+    }
+    return;
+  }
   size_t used = process(c, c->in.data + c->in.off, buf_pending(&c->in));
   c->in.off += used;
   if (buf_pending(&c->in) == 0) buf_clear(&c->in);
@@ -590,6 +655,10 @@ void client_on_recv(struct client *c, const char *data, size_t len) {
 
 void client_resume(struct client *c) {
   c->paused = false;
+  if (c->recv_paused && c->state == CLIENT_OPEN) {
+    c->recv_paused = false;
+    c->shard->backend->client_resume_recv(c->shard, c);
+  }
   if (c->state != CLIENT_OPEN || buf_pending(&c->in) == 0) return;
   size_t used = process(c, c->in.data + c->in.off, buf_pending(&c->in));
   c->in.off += used;

@@ -71,7 +71,11 @@ struct client {
   struct buf wbuf;
   bool send_in_flight;
   bool on_dirty_list;
-  bool paused;              /* input parsing stopped until rings have room */
+  bool paused;              /* input parsing stopped: rings full or a consumer stalled */
+  bool recv_paused;         /* the backend stopped receiving for back-pressure */
+  bool stalled;             /* pending output above half of max_pending */
+  bool stall_exempt;        /* stalled too long: no longer holds publishers back */
+  bool recv_armed;          /* io_uring: a multishot recv is armed */
   int ops_in_flight;        /* backend operations not yet completed */
   int64_t send_started_ms;
   int64_t last_recv_ms;
@@ -132,6 +136,9 @@ void client_send_raw(struct client *c, const char *p, size_t n);
 
 /* Sends "-ERR <text>\r\n". */
 void client_send_err(struct client *c, const char *text);
+
+/* Stops parsing c's input until client_resume(). */
+void client_pause(struct client *c);
 
 /* Resumes parsing input after back-pressure ended. */
 void client_resume(struct client *c);

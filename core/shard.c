@@ -57,9 +57,16 @@ int shard_create_all(void) {
   return 0;
 }
 
-static void wake(struct shard *dst) {
+/* Wakes dst if it announced sleep. from is the calling shard, or NULL for
+ * other threads. */
+static void wake(struct shard *from, struct shard *dst) {
+  /* Pairs with the fence in the shard loop: either dst sees our entry
+   * after announcing sleep, or we see its announcement here. */
+  atomic_thread_fence(memory_order_seq_cst);
   if (atomic_load_explicit(&dst->sleeping, memory_order_seq_cst) == 0) return;
   if (atomic_exchange(&dst->sleeping, 0) == 0) return;
+  if (from != NULL && from->backend->wake_peer != NULL && from->backend->wake_peer(from, dst))
+    return;
   uint64_t one = 1;
   ssize_t unused = write(dst->wake_fd, &one, sizeof one);
   (void)unused;
@@ -87,7 +94,7 @@ bool shard_send(struct shard *s, uint32_t dst, const struct ring_entry *e) {
   struct shard_overflow *o = &s->overflow[dst];
   /* Entries already waiting go first, to keep per-pair FIFO order. */
   if (o->count == 0 && ring_push(d->in[s->id], e)) {
-    wake(d);
+    wake(s, d);
     return true;
   }
   s->stats.ring_full_events++;
@@ -95,7 +102,7 @@ bool shard_send(struct shard *s, uint32_t dst, const struct ring_entry *e) {
     log_error("shard %u: out of memory queueing for shard %u, message dropped", s->id, dst);
     msg_release(e->ptr);
   }
-  wake(d);
+  wake(s, d);
   return false;
 }
 
@@ -111,7 +118,7 @@ static bool drain_overflow(struct shard *s) {
       o->head = (o->head + 1) % o->cap;
       o->count--;
     }
-    wake(d);
+    wake(s, d);
     if (o->count > 0) empty = false;
   }
   return empty;
@@ -128,6 +135,19 @@ static void resume_paused(struct shard *s) {
   }
 }
 
+/* Ends a stall that lasted too long: the stalled connections stop holding
+ * publishers back and fall under the max_pending rule. */
+static void release_stalls(struct shard *s) {
+  for (struct client *c = s->clients; c != NULL; c = c->next) {
+    if (!c->stalled) continue;
+    c->stalled = false;
+    c->stall_exempt = true;
+    log_debug("%s:%d - cid:%" PRIu64 " - still stalled at the deadline, publishers released",
+              c->ip, c->port, c->cid);
+  }
+  s->stalled_count = 0;
+}
+
 /* Drains inbound rings. Returns the number of entries handled. */
 static uint32_t drain_rings(struct shard *s) {
   uint32_t total = 0;
@@ -141,6 +161,7 @@ static uint32_t drain_rings(struct shard *s) {
       for (uint32_t i = 0; i < n; i++) route_on_entry(s, &batch[i]);
       budget -= n;
       total += n;
+      if (s->stalled_count > 0) return total; /* a consumer is full: hold the rest */
     }
   }
   return total;
@@ -266,8 +287,9 @@ static void *shard_main(void *arg) {
   int64_t stop_deadline = 0;
   for (;;) {
     s->now_ms = server_now_ms();
-    uint32_t handled = drain_rings(s);
-    if (drain_overflow(s) && s->paused != NULL) resume_paused(s);
+    if (s->stalled_count > 0 && s->now_ms >= s->stall_deadline_ms) release_stalls(s);
+    uint32_t handled = s->stalled_count > 0 ? 0 : drain_rings(s);
+    if (drain_overflow(s) && s->paused != NULL && s->stalled_count == 0) resume_paused(s);
     flush_dirty(s);
     reap_closed(s);
 
@@ -289,10 +311,14 @@ static void *shard_main(void *arg) {
     int timeout = 0;
     if (handled == 0 && s->dirty == NULL && s->reap == NULL) {
       atomic_store(&s->sleeping, 1);
-      if (rings_have_entries(s) || atomic_load(&server.stopping)) {
+      atomic_thread_fence(memory_order_seq_cst);
+      bool stalled = s->stalled_count > 0;
+      if ((!stalled && rings_have_entries(s)) || atomic_load(&server.stopping)) {
         atomic_store(&s->sleeping, 0);
       } else {
-        timeout = (int)(s->next_tick_ms - s->now_ms);
+        int64_t until = s->next_tick_ms;
+        if (stalled && s->stall_deadline_ms < until) until = s->stall_deadline_ms;
+        timeout = (int)(until - s->now_ms);
         if (timeout < 0) timeout = 0;
       }
     }
@@ -325,7 +351,7 @@ void shard_stop_all(void) {
   for (int i = 0; i < server.shard_count; i++) {
     struct shard *s = server.shards[i];
     atomic_store(&s->sleeping, 1);
-    wake(s);
+    wake(NULL, s);
   }
   for (int i = 0; i < server.shard_count; i++) pthread_join(server.shards[i]->thread, NULL);
 }

@@ -47,6 +47,7 @@ struct shard_stats {
   uint64_t bytes_out;
   uint64_t slow_consumers;
   uint64_t ring_full_events;
+  uint64_t stall_events;
   uint64_t connections_total;
 };
 
@@ -66,6 +67,9 @@ struct shard {
   struct client *reap;       /* closed connections to free */
   struct client *paused;     /* connections waiting for ring room */
   uint32_t client_count;
+  uint32_t stalled_count;    /* connections with stalled set */
+  int64_t stall_deadline_ms; /* when stalled connections stop holding publishers */
+  bool stall_hit;            /* the last publish reached a stalled connection */
   int64_t now_ms;
   int64_t next_tick_ms;
   bool stop;

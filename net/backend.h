@@ -31,9 +31,18 @@ struct backend_ops {
    * flight. */
   void (*client_send)(struct shard *s, struct client *c);
 
+  /* Stops receiving on c until client_resume_recv(); bytes already in
+   * flight may still arrive. Used for back-pressure on publishers. */
+  void (*client_pause_recv)(struct shard *s, struct client *c);
+  void (*client_resume_recv)(struct shard *s, struct client *c);
+
   /* Stops all I/O on c. The backend calls client_on_io_done() once no
    * operation on c is in flight any more. */
   void (*client_shutdown)(struct shard *s, struct client *c);
+
+  /* Wakes dst, a sleeping shard, from s's thread; NULL or a false return
+   * means the caller writes dst's eventfd instead. */
+  bool (*wake_peer)(struct shard *s, struct shard *dst);
 
   /* Waits up to timeout_ms (0: do not wait) for events and dispatches them.
    * Returns 0 or a negative errno. */

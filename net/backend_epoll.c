@@ -73,6 +73,14 @@ static int epoll_client_start(struct shard *s, struct client *c) {
 /* Whether the connection waits for EPOLLOUT, kept in backend_data. */
 #define WANTS_OUT ((void *)1)
 
+static uint32_t wanted_events(const struct client *c) {
+  uint32_t ev = EPOLLRDHUP;
+  if (!c->recv_paused) ev |= EPOLLIN;
+  if (c->backend_data == WANTS_OUT) ev |= EPOLLOUT;
+  return ev;
+}
+
+
 static void epoll_client_send(struct shard *s, struct client *c) {
   struct epoll_state *e = s->backend_state;
   size_t total = 0;
@@ -97,8 +105,18 @@ static void epoll_client_send(struct shard *s, struct client *c) {
   /* Nothing went out: wait for room, with the send still in flight. */
   if (c->backend_data != WANTS_OUT) {
     c->backend_data = WANTS_OUT;
-    ctl(e->epfd, EPOLL_CTL_MOD, c->fd, EPOLLIN | EPOLLRDHUP | EPOLLOUT, c);
+    ctl(e->epfd, EPOLL_CTL_MOD, c->fd, wanted_events(c), c);
   }
+}
+
+static void epoll_client_pause_recv(struct shard *s, struct client *c) {
+  struct epoll_state *e = s->backend_state;
+  ctl(e->epfd, EPOLL_CTL_MOD, c->fd, wanted_events(c), c);
+}
+
+static void epoll_client_resume_recv(struct shard *s, struct client *c) {
+  struct epoll_state *e = s->backend_state;
+  ctl(e->epfd, EPOLL_CTL_MOD, c->fd, wanted_events(c), c);
 }
 
 static void epoll_client_shutdown(struct shard *s, struct client *c) {
@@ -126,7 +144,7 @@ static void accept_ready(struct shard *s) {
 }
 
 static void read_ready(struct epoll_state *e, struct client *c) {
-  for (int i = 0; i < EPOLL_READS_PER_EVENT && c->state == CLIENT_OPEN; i++) {
+  for (int i = 0; i < EPOLL_READS_PER_EVENT && c->state == CLIENT_OPEN && !c->recv_paused; i++) {
     ssize_t n = recv(c->fd, e->read_buf, EPOLL_READ_SIZE, 0);
     if (n > 0) {
       client_on_recv(c, e->read_buf, (size_t)n);
@@ -143,7 +161,7 @@ static void read_ready(struct epoll_state *e, struct client *c) {
 static void write_ready(struct epoll_state *e, struct client *c) {
   if (c->backend_data != WANTS_OUT) return;
   c->backend_data = NULL;
-  ctl(e->epfd, EPOLL_CTL_MOD, c->fd, EPOLLIN | EPOLLRDHUP, c);
+  ctl(e->epfd, EPOLL_CTL_MOD, c->fd, wanted_events(c), c);
   if (c->send_in_flight) {
     /* Retry the send that found the socket full. */
     c->send_in_flight = false;
@@ -182,6 +200,9 @@ const struct backend_ops backend_epoll_ops = {
     .fini = epoll_fini,
     .client_start = epoll_client_start,
     .client_send = epoll_client_send,
+    .client_pause_recv = epoll_client_pause_recv,
+    .client_resume_recv = epoll_client_resume_recv,
     .client_shutdown = epoll_client_shutdown,
+    .wake_peer = NULL,
     .poll = epoll_poll,
 };

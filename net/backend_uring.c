@@ -35,6 +35,7 @@ enum uring_tag {
   TAG_SEND = 3,
   TAG_WAKE = 4,
   TAG_CANCEL = 5,
+  TAG_PEER_WAKE = 6, /* a MSG_RING from another shard: only ends a wait */
 };
 #define TAG_MASK 7ULL
 
@@ -44,6 +45,7 @@ struct uring_state {
   char *bufs;
   unsigned bufs_returned; /* added to buf_ring since the last advance */
   uint64_t wake_value;
+  bool msg_ring;          /* the kernel supports IORING_OP_MSG_RING */
   struct client **rearm;  /* connections whose recv stopped on -ENOBUFS */
   unsigned rearm_count, rearm_cap;
 };
@@ -82,6 +84,7 @@ static void arm_recv(struct uring_state *u, struct client *c) {
   sqe->buf_group = URING_BUF_GROUP;
   io_uring_sqe_set_data64(sqe, pack(c, TAG_RECV));
   c->ops_in_flight++;
+  c->recv_armed = true;
 }
 
 static int setup_ring(struct uring_state *u) {
@@ -144,6 +147,9 @@ static int uring_init(struct shard *s) {
     free(u);
     return rc;
   }
+  struct io_uring_probe *probe = io_uring_get_probe_ring(&u->ring);
+  u->msg_ring = probe != NULL && io_uring_opcode_supported(probe, IORING_OP_MSG_RING);
+  free(probe);
   s->backend_state = u;
   arm_accept(s, u);
   arm_wake(s, u);
@@ -195,6 +201,18 @@ static void uring_client_shutdown(struct shard *s, struct client *c) {
   finish_if_idle(c);
 }
 
+static void uring_client_pause_recv(struct shard *s, struct client *c) {
+  struct uring_state *u = s->backend_state;
+  if (!c->recv_armed) return;
+  struct io_uring_sqe *sqe = get_sqe(u);
+  io_uring_prep_cancel64(sqe, pack(c, TAG_RECV), 0);
+  io_uring_sqe_set_data64(sqe, TAG_CANCEL);
+}
+
+static void uring_client_resume_recv(struct shard *s, struct client *c) {
+  if (!c->recv_armed && c->state == CLIENT_OPEN) arm_recv(s->backend_state, c);
+}
+
 static void return_buffer(struct uring_state *u, unsigned bid) {
   io_uring_buf_ring_add(u->buf_ring, u->bufs + (size_t)bid * URING_BUF_SIZE, URING_BUF_SIZE,
                         (unsigned short)bid, io_uring_buf_ring_mask(URING_BUF_COUNT),
@@ -224,9 +242,12 @@ static void on_recv(struct uring_state *u, struct client *c, const struct io_uri
   if (more) return;
 
   c->ops_in_flight--;
+  c->recv_armed = false;
   if (c->state == CLIENT_CLOSED) {
     finish_if_idle(c);
-  } else if (cqe->res > 0 || cqe->res == -ENOBUFS) {
+  } else if (c->recv_paused) {
+    /* Cancelled for back-pressure: client_resume_recv() re-arms. */
+  } else if (cqe->res > 0 || cqe->res == -ENOBUFS || cqe->res == -ECANCELED) {
     queue_rearm(u, c); /* the multishot ended but the stream goes on */
   } else {
     client_on_recv_end(c, cqe->res);
@@ -272,6 +293,7 @@ static void handle_cqe(struct shard *s, struct uring_state *u, const struct io_u
     arm_wake(s, u);
     break;
   case TAG_CANCEL:
+  case TAG_PEER_WAKE:
     break;
   default:
     ASSERT(!"unknown io_uring completion tag");
@@ -284,7 +306,7 @@ static void rearm_receives(struct uring_state *u) {
     c->ops_in_flight--;
     if (c->state == CLIENT_CLOSED) {
       finish_if_idle(c);
-    } else {
+    } else if (!c->recv_paused && !c->recv_armed) {
       arm_recv(u, c);
     }
   }
@@ -321,6 +343,18 @@ static int uring_poll(struct shard *s, int timeout_ms) {
   }
   rearm_receives(u);
   return 0;
+}
+
+/* Posts a completion into dst's ring, which ends its wait. The SQE goes out
+ * with s's next submit, at the end of the current loop iteration. */
+static bool uring_wake_peer(struct shard *s, struct shard *dst) {
+  struct uring_state *u = s->backend_state;
+  struct uring_state *d = dst->backend_state;
+  if (u == NULL || d == NULL || !u->msg_ring || dst->backend != &backend_uring_ops) return false;
+  struct io_uring_sqe *sqe = get_sqe(u);
+  io_uring_prep_msg_ring(sqe, d->ring.ring_fd, 0, TAG_PEER_WAKE, 0);
+  io_uring_sqe_set_data64(sqe, TAG_CANCEL);
+  return true;
 }
 
 int backend_uring_probe(char *why, unsigned why_len) {
@@ -362,6 +396,9 @@ const struct backend_ops backend_uring_ops = {
     .fini = uring_fini,
     .client_start = uring_client_start,
     .client_send = uring_client_send,
+    .client_pause_recv = uring_client_pause_recv,
+    .client_resume_recv = uring_client_resume_recv,
     .client_shutdown = uring_client_shutdown,
+    .wake_peer = uring_wake_peer,
     .poll = uring_poll,
 };
