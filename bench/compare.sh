@@ -18,6 +18,7 @@ build="$here/build"
 nats=/usr/sbin/nats-server
 shoal=""
 bench=""
+libnats_bench=""
 shoal_args="--shards 2"
 doc="$here/docs/BENCHMARKS.md"
 write_doc=1
@@ -37,6 +38,8 @@ Options:
   --shoal-args "A"  extra shoal-server flags (default "$shoal_args")
   --nats PATH       nats-server binary (default $nats)
   --bench PATH      shoal-bench binary (default DIR/bench/shoal-bench)
+  --libnats PATH    libnats-bench binary for the cross-check against nats-server
+                    (default DIR/bench/libnats-bench; skipped when missing)
   --doc PATH        where to write the results page (default docs/BENCHMARKS.md)
   --no-doc          print the table only
   --quick           one round of 1 s runs, to check the setup
@@ -53,6 +56,7 @@ while [ $# -gt 0 ]; do
     --shoal-args) shoal_args=$2; shift 2 ;;
     --nats) nats=$2; shift 2 ;;
     --bench) bench=$2; shift 2 ;;
+    --libnats) libnats_bench=$2; shift 2 ;;
     --doc) doc=$2; shift 2 ;;
     --no-doc) write_doc=0; shift ;;
     --quick) rounds=1; duration=1; warmup=0.2; shift ;;
@@ -62,6 +66,7 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$shoal" ] || shoal="$build/shoal-server"
 [ -n "$bench" ] || bench="$build/bench/shoal-bench"
+[ -n "$libnats_bench" ] || libnats_bench="$build/bench/libnats-bench"
 
 for tool in jq perl; do
   command -v "$tool" >/dev/null || { echo "compare.sh: $tool is missing; run scripts/install-deps" >&2; exit 1; }
@@ -166,6 +171,28 @@ for round in $(seq "$rounds"); do
   cleanup
 done
 
+# ---- Cross-check against libnats on nats-server ----
+
+# The same message count through shoal-bench and libnats-bench, alternating,
+# at most 3 rounds. Results go to $results/check.<tool>.<scenario>.<round>.json.
+crosscheck_rounds=$((rounds < 3 ? rounds : 3))
+run_crosscheck() {
+  [ -x "$libnats_bench" ] || return 0
+  echo "cross-check with libnats-bench, $crosscheck_rounds rounds" >&2
+  for round in $(seq "$crosscheck_rounds"); do
+    start_server nats
+    local url="nats://127.0.0.1:$port" c="$results/check"
+    "$bench" pub --url "$url" --msgs 1000000 --json --no-live >"$c.shoal-bench.pub.$round.json" || true
+    "$libnats_bench" pub "$url" 1000000 16 >"$c.libnats.pub.$round.json" || true
+    "$bench" pubsub --url "$url" --msgs 1000000 --json --no-live >"$c.shoal-bench.pubsub.$round.json" || true
+    "$libnats_bench" pubsub "$url" 1000000 16 >"$c.libnats.pubsub.$round.json" || true
+    "$bench" reqrep --url "$url" --msgs 2000 --json --no-live >"$c.shoal-bench.reqrep.$round.json" || true
+    "$libnats_bench" reqrep "$url" 2000 16 >"$c.libnats.reqrep.$round.json" || true
+    cleanup
+  done
+}
+run_crosscheck
+
 # ---- Aggregation ----
 
 # Prints "median min max" of the numbers jq filter $3 yields for server $1,
@@ -222,10 +249,34 @@ table=$(
   done
 )
 
+check_row() { # label shoal-bench-filter libnats-filter divisor decimals scenario
+  read -r bm blo bhi <<<"$(stats check.shoal-bench "$6" "$2")"
+  read -r lm llo lhi <<<"$(stats check.libnats "$6" "$3")"
+  printf '| %s | %s (%s-%s) | %s (%s-%s) | %s |\n' "$1" \
+    "$(fmt "$bm" "$4" "$5")" "$(fmt "$blo" "$4" "$5")" "$(fmt "$bhi" "$4" "$5")" \
+    "$(fmt "$lm" "$4" "$5")" "$(fmt "$llo" "$4" "$5")" "$(fmt "$lhi" "$4" "$5")" "$(ratio "$lm" "$bm")"
+}
+
+crosscheck=""
+if [ -x "$libnats_bench" ]; then
+  crosscheck=$(
+    echo "| nats-server, 16 B | shoal-bench median (min-max) | libnats-bench median (min-max) | shoal-bench / libnats |"
+    echo "|---|---|---|---|"
+    check_row "publish only, msgs/s (thousands)" ".published.msgs_per_s" ".msgs_per_s" 1000 1 pub
+    check_row "publish only, client CPU (ns/msg)" ".cpu.client_ns_per_msg" ".client_ns_per_msg" 1 0 pub
+    check_row "pub/sub 1:1, msgs/s (thousands)" ".received.msgs_per_s" ".msgs_per_s" 1000 1 pubsub
+    check_row "pub/sub 1:1, client CPU (ns/msg)" ".cpu.client_ns_per_msg" ".client_ns_per_msg" 1 0 pubsub
+    check_row "request-reply, requests/s (thousands)" ".received.msgs_per_s" ".msgs_per_s" 1000 2 reqrep
+    check_row "request-reply, latency p50 (us)" ".latency_ns.p50" ".p50_ns" 1000 1 reqrep
+    check_row "request-reply, client CPU (ns/request)" ".cpu.client_ns_per_msg" ".client_ns_per_msg" 1 0 reqrep
+  )
+fi
+
 failures=$(find "$results" -name '*.failed' | wc -l)
-losses=$(cat "$results"/*.json 2>/dev/null | jq -s '[.[] | .lost + .duplicated] | add // 0')
+losses=$(cat "$results"/{nats,shoal}.*.json 2>/dev/null | jq -s '[.[] | .lost + .duplicated] | add // 0')
 echo "$table"
 echo
+[ -z "$crosscheck" ] || { echo "$crosscheck"; echo; }
 echo "failed runs: $failures; messages lost or duplicated over all runs: $losses"
 echo "raw results: $results"
 
@@ -250,7 +301,7 @@ it to refresh the numbers.
 - Machine: $cpu_model, $cores cores, $memory RAM, Linux $kernel
 - Servers: $nats_version with default settings; shoal-server with \`$shoal_args\`
 - Command, from the repository root: \`$command_line\`
-- $rounds rounds, each run ${duration} s measured after a ${warmup} s warm-up
+- Rounds: $rounds; each run measures ${duration} s after a ${warmup} s warm-up
 - Failed runs: $failures. Messages lost or duplicated over all runs: $losses.
 
 $table
@@ -274,12 +325,25 @@ $table
 - Each round starts both servers fresh on free loopback ports and runs every
   scenario on both; the server that goes first alternates between rounds.
 
+## Cross-check with libnats
+
+\`libnats-bench\` (bench/libnats/) runs the same scenarios through the nats.c
+client library as an application would: natsConnection_Publish, an
+asynchronous subscription with unlimited pending limits, and
+natsConnection_Request. Both tools run against nats-server with the same
+message counts (1,000,000 messages of 16 B, 2,000 requests), alternating,
+over $crosscheck_rounds rounds.
+
+${crosscheck:-libnats-bench was not built, so this run has no cross-check.}
+
+When a tool's client CPU per message comes close to its time per message,
+that tool, not the server, limits the run, and the two figures then compare
+the clients rather than measure the server.
+
 ## Not measured yet
 
 - JetStream scenarios: shoal-server has no JetStream yet, and shoal-bench
   exits with an error for them.
-- A cross-check of shoal-bench against an independent libnats-based client
-  on the same scenarios.
 EOF
   echo "wrote $doc" >&2
 fi
