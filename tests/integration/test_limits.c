@@ -102,6 +102,11 @@ HARNESS_TEST(limits, malformed_line_closes_only_sender) {
 
 #define SLOW_PAYLOAD_BYTES (64 * 1024)
 #define SLOW_MESSAGE_COUNT 1600 /* 100 MiB, above the default max_pending of 64 MiB */
+/* Several stalled subscribers, so that with more than one shard at least
+ * one of them likely sits on another shard than the publisher. If two
+ * shards get connections evenly at random, all four share the publisher's
+ * shard in about 1 run in 16. */
+#define STALLED_SUBSCRIBERS 4
 
 struct slow_receiver {
   pthread_mutex_t lock;
@@ -156,16 +161,19 @@ static int wait_received(struct slow_receiver *r, int timeout_ms) {
   return received;
 }
 
-/* A subscriber that never reads is disconnected once its pending output
- * passes max_pending or a write to it stalls past write_deadline, while a
+/* Subscribers that never read are disconnected once their pending output
+ * passes max_pending or a write to them stalls past write_deadline, while a
  * reading subscriber gets every message and the publisher stays connected.
  * nats-server 2.9.10 takes about 10 s here, its default write_deadline. */
 HARNESS_TEST(limits, slow_consumer_disconnected) {
-  struct raw_conn stalled;
-  int err = raw_connect(&stalled, 16 * 1024);
-  cr_assert_eq(err, 0, "raw connect failed: %s", strerror(-err));
-  cr_assert_eq(raw_send_str(&stalled, "CONNECT {\"verbose\":false}\r\nSUB bulk 1\r\nPING\r\n"), 0);
-  assert_line(&stalled, "PONG");
+  struct raw_conn stalled[STALLED_SUBSCRIBERS];
+  for (int i = 0; i < STALLED_SUBSCRIBERS; i++) {
+    int err = raw_connect(&stalled[i], 16 * 1024);
+    cr_assert_eq(err, 0, "raw connect failed: %s", strerror(-err));
+    cr_assert_eq(raw_send_str(&stalled[i], "CONNECT {\"verbose\":false}\r\nSUB bulk 1\r\nPING\r\n"),
+                 0);
+    assert_line(&stalled[i], "PONG");
+  }
 
   static struct slow_receiver receiver = {
       .lock = PTHREAD_MUTEX_INITIALIZER, .done = PTHREAD_COND_INITIALIZER, .first_bad_seq = -1};
@@ -197,14 +205,16 @@ HARNESS_TEST(limits, slow_consumer_disconnected) {
                SLOW_MESSAGE_COUNT);
   cr_assert_eq(receiver.first_bad_seq, -1, "message %d had wrong bytes", receiver.first_bad_seq);
 
-  size_t discarded = 0;
-  err = raw_wait_closed(&stalled, 30000, &discarded);
-  cr_assert(err == 0 || err == -ECONNRESET,
-            "stalled subscriber was not disconnected: %s after reading %zu bytes", strerror(-err),
-            discarded);
-  cr_assert_lt(discarded, (size_t)SLOW_MESSAGE_COUNT * SLOW_PAYLOAD_BYTES,
-               "stalled subscriber received everything (%zu bytes)", discarded);
-  raw_close(&stalled);
+  for (int i = 0; i < STALLED_SUBSCRIBERS; i++) {
+    size_t discarded = 0;
+    int err = raw_wait_closed(&stalled[i], 30000, &discarded);
+    cr_assert(err == 0 || err == -ECONNRESET,
+              "stalled subscriber %d was not disconnected: %s after reading %zu bytes", i,
+              strerror(-err), discarded);
+    cr_assert_lt(discarded, (size_t)SLOW_MESSAGE_COUNT * SLOW_PAYLOAD_BYTES,
+                 "stalled subscriber %d received everything (%zu bytes)", i, discarded);
+    raw_close(&stalled[i]);
+  }
 
   cr_assert_eq(atomic_load(&publisher_disconnects), 0, "publisher was disconnected");
   cr_assert_eq(natsConnection_Status(pub), NATS_CONN_STATUS_CONNECTED);
