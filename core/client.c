@@ -149,6 +149,11 @@ static void send_ok(struct client *c) {
 
 static void update_stall(struct client *c);
 
+/* Input waits while the publisher is paused or a PONG waits for barriers. */
+static inline bool input_blocked(const struct client *c) {
+  return c->paused || c->barriers_pending > 0;
+}
+
 static char *put_u64(char *p, uint64_t v) {
   char tmp[24];
   int n = 0;
@@ -298,7 +303,7 @@ static void send_info(struct client *c) {
                    "INFO {\"server_id\":\"%s\",\"server_name\":\"%s\",\"version\":\"%s\","
                    "\"proto\":1,\"go\":\"go1.19.8\",\"host\":\"%s\",\"port\":%d,"
                    "\"headers\":true,\"max_payload\":%" PRId64 ",\"client_id\":%" PRIu64
-                   ",\"client_ip\":\"%s\",\"shoal_version\":\"%s\"}\r\n",
+                   ",\"client_ip\":\"%s\",\"shoal_version\":\"%s\"} \r\n",
                    server.server_id, server.server_name, SERVER_COMPAT_VERSION,
                    server.opts.host, server.port, server.opts.max_payload, c->cid, c->ip,
                    SHOAL_VERSION);
@@ -433,8 +438,8 @@ static bool json_bool(const cJSON *obj, const char *key, bool dflt) {
 static void on_connect(struct client *c, const struct proto_cmd *cmd) {
   cJSON *obj = cJSON_ParseWithLength(cmd->arg.ptr, cmd->arg.len);
   if (obj == NULL || !cJSON_IsObject(obj)) {
+    /* nats-server closes without a reply on JSON it cannot decode. */
     cJSON_Delete(obj);
-    client_send_err(c, "'Invalid Connect'");  /* TODO: confirm against nats-server */
     client_close(c, CLOSE_PROTOCOL_VIOLATION, true);
     return;
   }
@@ -445,6 +450,18 @@ static void on_connect(struct client *c, const struct proto_cmd *cmd) {
   c->no_responders = json_bool(obj, "no_responders", false);
   const cJSON *proto = cJSON_GetObjectItemCaseSensitive(obj, "protocol");
   if (cJSON_IsNumber(proto)) c->protocol = proto->valueint;
+  if (c->protocol < 0 || c->protocol > 1) {
+    cJSON_Delete(obj);
+    client_send_err(c, "'invalid client protocol'");
+    client_close(c, CLOSE_PROTOCOL_VIOLATION, true);
+    return;
+  }
+  if (c->no_responders && !c->headers) {
+    cJSON_Delete(obj);
+    client_send_err(c, "'no responders requires headers support'");
+    client_close(c, CLOSE_PROTOCOL_VIOLATION, true);
+    return;
+  }
   free(c->name);
   free(c->lang);
   free(c->version);
@@ -462,14 +479,14 @@ static void on_pub(struct client *c, const struct proto_cmd *cmd) {
   c->shard->stats.msgs_in++;
   c->shard->stats.bytes_in += cmd->total_len;
 
-  if (c->pedantic && !subject_valid_literal(cmd->subject.ptr, cmd->subject.len)) {
+  /* nats-server warns about an invalid subject in pedantic mode but still
+   * delivers the message, and sends +OK before any MSG it causes. */
+  if (c->pedantic && !subject_valid_literal(cmd->subject.ptr, cmd->subject.len))
     client_send_err(c, "'Invalid Publish Subject'");
-    return;
-  }
+  send_ok(c);
   c->shard->stall_hit = false;
   bool room = route_publish(c->shard, c, cmd->subject.ptr, cmd->subject.len, cmd->reply.ptr,
                             cmd->reply.len, cmd->payload, cmd->header_len, cmd->total_len);
-  send_ok(c);
   if (!room || c->shard->stall_hit) client_pause(c);
 }
 
@@ -553,6 +570,36 @@ static void on_unsub(struct client *c, const struct proto_cmd *cmd) {
   send_ok(c);
 }
 
+/* Answers PING. When the connection published to other shards since its
+ * last PING, the PONG waits until each of them has handled a barrier sent
+ * behind those messages, so a PONG means what it means with nats-server:
+ * every message published before the PING sits in its subscribers'
+ * output. Input waits meanwhile, which keeps replies in order. */
+static void on_ping(struct client *c) {
+  struct shard *s = c->shard;
+  bool sent = false;
+  for (uint32_t dst = 0; dst < (uint32_t)server.shard_count; dst++) {
+    if ((c->remote_shards[dst >> 6] & (1ULL << (dst & 63))) == 0) continue;
+    struct ring_entry e = {.type = SHARD_ENTRY_BARRIER, .ptr = c, .a = s->id};
+    shard_send(s, dst, &e);
+    c->barriers_pending++;
+    sent = true;
+  }
+  memset(c->remote_shards, 0, sizeof c->remote_shards);
+  if (!sent && c->barriers_pending == 0) {
+    client_send_raw(c, "PONG\r\n", 6);
+    return;
+  }
+  c->pongs_owed++;
+}
+
+void client_on_barrier_ack(struct client *c) {
+  ASSERT(c->barriers_pending > 0);
+  if (--c->barriers_pending > 0) return;
+  for (; c->pongs_owed > 0; c->pongs_owed--) client_send_raw(c, "PONG\r\n", 6);
+  if (c->state == CLIENT_OPEN && !c->paused) client_resume(c);
+}
+
 static void dispatch(struct client *c, const struct proto_cmd *cmd) {
   switch (cmd->op) {
   case PROTO_OP_PUB:
@@ -566,13 +613,25 @@ static void dispatch(struct client *c, const struct proto_cmd *cmd) {
     on_unsub(c, cmd);
     break;
   case PROTO_OP_PING:
-    client_send_raw(c, "PONG\r\n", 6);
+    on_ping(c);
     break;
   case PROTO_OP_PONG:
     c->pings_out = 0;
     break;
   case PROTO_OP_CONNECT:
     on_connect(c, cmd);
+    break;
+  case PROTO_OP_INFO: {
+    /* Only routes send INFO; nats-server checks a client's and ignores it. */
+    cJSON *obj = cJSON_ParseWithLength(cmd->arg.ptr, cmd->arg.len);
+    if (obj == NULL) client_close(c, CLOSE_PROTOCOL_VIOLATION, true);
+    cJSON_Delete(obj);
+    break;
+  }
+  case PROTO_OP_OK:
+    break;
+  case PROTO_OP_ERR:
+    client_close(c, CLOSE_CLIENT, true);
     break;
   default:
     client_send_err(c, "'Unknown Protocol Operation'");
@@ -611,7 +670,7 @@ static size_t process(struct client *c, const char *p, size_t len) {
       .no_headers = !c->headers,
   };
   size_t off = 0;
-  while (off < len && c->state == CLIENT_OPEN && !c->paused) {
+  while (off < len && c->state == CLIENT_OPEN && !input_blocked(c)) {
     lim.no_headers = !c->headers; /* a CONNECT earlier in this buffer may change it */
     struct proto_cmd cmd;
     int rc = proto_parse(p + off, len - off, PROTO_SIDE_SERVER, &lim, &cmd);
@@ -631,7 +690,7 @@ void client_on_recv(struct client *c, const char *data, size_t len) {
   if (c->state != CLIENT_OPEN) return;
   c->last_recv_ms = c->shard->now_ms;
 
-  if (buf_pending(&c->in) == 0 && !c->paused) {
+  if (buf_pending(&c->in) == 0 && !input_blocked(c)) {
     size_t used = process(c, data, len);
     if (used < len && c->state == CLIENT_OPEN && buf_append(&c->in, data + used, len - used) != 0)
       client_close(c, CLOSE_READ_ERROR, false);
@@ -641,7 +700,7 @@ void client_on_recv(struct client *c, const char *data, size_t len) {
     client_close(c, CLOSE_READ_ERROR, false);
     return;
   }
-  if (c->paused) {
+  if (input_blocked(c)) {
     if (!c->recv_paused && buf_pending(&c->in) > CLIENT_PAUSED_INPUT_MAX) {
       c->recv_paused = true;
       c->shard->backend->client_pause_recv(c->shard, c);
@@ -655,6 +714,7 @@ void client_on_recv(struct client *c, const char *data, size_t len) {
 
 void client_resume(struct client *c) {
   c->paused = false;
+  if (input_blocked(c)) return;
   if (c->recv_paused && c->state == CLIENT_OPEN) {
     c->recv_paused = false;
     c->shard->backend->client_resume_recv(c->shard, c);

@@ -86,6 +86,12 @@ struct client {
   /* Counters. */
   uint64_t msgs_in, bytes_in, msgs_out, bytes_out;
 
+  /* Shards this connection published to since its last PING, and the
+   * barriers and PONGs that wait for them. */
+  uint64_t remote_shards[4];
+  uint32_t barriers_pending;
+  uint32_t pongs_owed;
+
   struct sub_table subs;
   struct sub *sub_list;
 
@@ -142,6 +148,9 @@ void client_pause(struct client *c);
 
 /* Resumes parsing input after back-pressure ended. */
 void client_resume(struct client *c);
+
+/* Called when a shard acknowledged a barrier sent by on_ping(). */
+void client_on_barrier_ack(struct client *c);
 
 /* Checks ping interval and write deadline; called by the shard tick. */
 void client_tick(struct client *c, int64_t now_ms);

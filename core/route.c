@@ -148,6 +148,13 @@ bool route_publish(struct shard *s, struct client *publisher,
   m->publisher_cid = publisher ? publisher->cid : 0;
 
   bool room = true;
+  if (publisher != NULL) {
+    for (int i = 0; i < 4; i++) publisher->remote_shards[i] |= plan.plain_mask[i];
+    for (uint32_t i = 0; i < pick_count; i++) {
+      uint32_t dst = remote_picks[i]->shard_id;
+      publisher->remote_shards[dst >> 6] |= 1ULL << (dst & 63);
+    }
+  }
   for (uint32_t dst = 0; dst < (uint32_t)server.shard_count; dst++) {
     if ((plan.plain_mask[dst >> 6] & (1ULL << (dst & 63))) == 0) continue;
     struct ring_entry e = {.type = SHARD_ENTRY_MSG, .ptr = m};

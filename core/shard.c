@@ -148,6 +148,22 @@ static void release_stalls(struct shard *s) {
   s->stalled_count = 0;
 }
 
+static void handle_entry(struct shard *s, const struct ring_entry *e) {
+  switch (e->type) {
+  case SHARD_ENTRY_BARRIER: {
+    struct ring_entry ack = {.type = SHARD_ENTRY_BARRIER_ACK, .ptr = e->ptr};
+    shard_send(s, (uint32_t)e->a, &ack);
+    break;
+  }
+  case SHARD_ENTRY_BARRIER_ACK:
+    client_on_barrier_ack(e->ptr);
+    break;
+  default:
+    route_on_entry(s, e);
+    break;
+  }
+}
+
 /* Drains inbound rings. Returns the number of entries handled. */
 static uint32_t drain_rings(struct shard *s) {
   uint32_t total = 0;
@@ -158,7 +174,7 @@ static uint32_t drain_rings(struct shard *s) {
     while (budget > 0) {
       uint32_t n = ring_pop(s->in[src], batch, budget < 64 ? budget : 64);
       if (n == 0) break;
-      for (uint32_t i = 0; i < n; i++) route_on_entry(s, &batch[i]);
+      for (uint32_t i = 0; i < n; i++) handle_entry(s, &batch[i]);
       budget -= n;
       total += n;
       if (s->stalled_count > 0) return total; /* a consumer is full: hold the rest */
@@ -197,15 +213,23 @@ static void flush_dirty(struct shard *s) {
 }
 
 static void reap_closed(struct shard *s) {
+  struct client *waiting = NULL;
   while (s->reap != NULL) {
     struct client *c = s->reap;
     s->reap = c->next_reap;
+    if (c->barriers_pending > 0) {
+      /* Other shards still hold barriers naming c: free it after the acks. */
+      c->next_reap = waiting;
+      waiting = c;
+      continue;
+    }
     if (c->prev) c->prev->next = c->next;
     else s->clients = c->next;
     if (c->next) c->next->prev = c->prev;
     s->client_count--;
     client_destroy(c);
   }
+  s->reap = waiting;
 }
 
 void shard_on_accept(struct shard *s, int fd) {

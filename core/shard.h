@@ -20,6 +20,8 @@ struct subcache;
 enum shard_entry_type {
   SHARD_ENTRY_MSG = 1,     /* ptr: struct msg; deliver to local plain subs */
   SHARD_ENTRY_QUEUE_MSG,   /* ptr: struct msg; a: struct shard_qpick * */
+  SHARD_ENTRY_BARRIER,     /* ptr: struct client on shard a; answer with an ACK */
+  SHARD_ENTRY_BARRIER_ACK, /* ptr: struct client of ours */
 };
 
 /* A queue group chosen for a message on another shard: the destination
