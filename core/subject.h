@@ -10,7 +10,9 @@
  * '*' and '>' only as whole tokens, '>' only as the last token. */
 bool subject_valid(const char *s, size_t len);
 
-/* A publish subject in pedantic mode: valid and without wildcard tokens. */
+/* A publish subject in pedantic mode: non-empty tokens, none of them '*' or
+ * '>'. Like nats-server 2.9.10, whitespace is not checked here, because the
+ * protocol parser has already split the arguments on it. */
 bool subject_valid_literal(const char *s, size_t len);
 
 /* A queue group name: non-empty and without whitespace. */
