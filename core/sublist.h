@@ -41,13 +41,18 @@ struct sublist *sublist_create(void);
  * are not freed. */
 void sublist_destroy(struct sublist *sl);
 
-/* Adds sub. Any thread; takes the mutex. Returns 0, or -EINVAL when the
- * subject is not valid, or -ENOMEM. */
+/* Adds sub. Takes the mutex. The calling thread must be RCU-registered and
+ * online, because replaced nodes are freed with call_rcu(). Returns 0,
+ * -EINVAL when the subject or the queue name is not valid, -EEXIST when sub
+ * is already in the index, or -ENOMEM. */
 int sublist_insert(struct sublist *sl, struct sub *sub);
 
-/* Removes sub. Any thread; takes the mutex. Returns 0, or -ENOENT. The
- * caller frees sub only after a grace period (call_rcu), because readers
- * may still hold it. */
+/* Removes sub and prunes the nodes it leaves empty. Takes the mutex; the
+ * calling thread must be RCU-registered and online. Returns 0, -ENOENT when
+ * sub is not in the index, or -ENOMEM when the copy of its node's
+ * subscription list cannot be allocated, in which case sub stays in the
+ * index and must not be freed. After 0, the caller frees sub only after a
+ * grace period (call_rcu), because readers may still hold it. */
 int sublist_remove(struct sublist *sl, struct sub *sub);
 
 /* Returns the generation, which changes on every insert and removal. Loaded
@@ -60,7 +65,10 @@ uint64_t sublist_count(const struct sublist *sl);
 /* Finds every subscription matching the literal subject. Must be called by
  * an RCU-registered thread that is online. Returns a result allocated with
  * malloc() as one block (free() it once), or NULL on allocation failure.
- * The sub pointers stay valid until the caller's next quiescent state. */
+ * The sub pointers and queue names stay valid until the caller's next
+ * quiescent state. Queue subscriptions with the same queue name form one
+ * group even when they come from different patterns, as in nats-server. A
+ * subject with an empty token matches nothing. */
 struct sublist_result *sublist_match(struct sublist *sl, const char *subject,
                                      size_t len);
 
