@@ -13,7 +13,8 @@
 struct subcache;
 
 /* Creates a cache holding at most capacity results (rounded up to a power
- * of two). Returns NULL on allocation failure. */
+ * of two, at least 4). Returns NULL on allocation failure or when capacity
+ * is above 2^24. */
 struct subcache *subcache_create(struct sublist *sl, uint32_t capacity);
 void subcache_destroy(struct subcache *c);
 
@@ -24,7 +25,7 @@ void subcache_destroy(struct subcache *c);
 const struct sublist_result *subcache_match(struct subcache *c,
                                             const char *subject, size_t len);
 
-/* Counters for monitoring. */
+/* Counters for monitoring. Another thread may read them. */
 uint64_t subcache_hits(const struct subcache *c);
 uint64_t subcache_misses(const struct subcache *c);
 
