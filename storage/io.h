@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The storage I/O backend interface: the few file operations the journal
- * needs, behind one vtable, so the same store runs on plain syscalls (epoll
+ * needs, behind one vtable. The same store runs on plain syscalls (epoll
  * shards), on the owning shard's io_uring, or on a deterministic in-memory
  * file system that injects faults for tests.
  *
@@ -128,11 +128,11 @@ struct io_backend *io_sync_create(void);
  * up (*err gets -errno when err is not NULL). */
 struct io_backend *io_uring_backend_create(struct io_uring *ring, int *err);
 
-/* user_data tag scheme: bits 63..56 name the owner of a CQE. Storage owns
- * the value 0x53 ('S'); bits 55..0 hold the address of the struct io_req,
- * which fits because user-space addresses on x86-64 and arm64 stay below
- * 2^56 even with five-level paging. Other modules must pick another top
- * byte. */
+/* user_data tag scheme: bits 63..56 name the owner of a CQE, and storage
+ * owns the value 0x53 ('S'). Bits 55..0 contain the address of the struct
+ * io_req, which fits because user-space addresses on x86-64 and arm64 stay
+ * below 2^56 even with five-level paging. Other modules must pick another
+ * top byte. */
 #define STORAGE_URING_TAG_SHIFT 56
 #define STORAGE_URING_TAG 0x53ull
 #define STORAGE_URING_PTR_MASK ((1ull << STORAGE_URING_TAG_SHIFT) - 1)

@@ -11,10 +11,10 @@
  * kept, lost or torn (a random subset of its sectors kept), in order, and a
  * directory change that was not synced is kept or undone at random.
  *
- * Faults: ENOSPC (pwrite, fallocate), EIO after part of a pwrite, a pwrite
- * that lands at another aligned offset and reports success (misdirected),
- * bit flips in stable content, and a crash at a chosen I/O step, after which
- * every operation fails with -EIO. Asynchronous requests run in submission
+ * Faults: ENOSPC (pwrite, fallocate), EIO after part of a pwrite, and a
+ * pwrite that lands at another aligned offset yet reports success
+ * (misdirected). Bits flip in stable content on request. A crash at a chosen
+ * I/O step makes every later operation fail with -EIO. Asynchronous requests run in submission
  * order from io_poll(), like the plain backend. */
 #include <errno.h>
 #include <stdlib.h>
@@ -81,7 +81,7 @@ static uint64_t rng_below(struct io_fault *f, uint64_t n)
   return n == 0 ? 0 : rng_next(f) % n;
 }
 
-/* Counts one I/O step; returns false once the run has crashed. */
+/* Counts one I/O step. Returns false once the run has crashed. */
 static bool step(struct io_fault *f)
 {
   if (f->crashed)

@@ -126,7 +126,10 @@ int journal_segment_create(struct journal *j, struct segment *seg)
   int rc = io->ops->fallocate(io, fd, 0, seg->size);
   if (rc == 0) {
     ssize_t n = io->ops->pwrite(io, fd, j->hdr_buf, SEGMENT_HEADER_AREA, 0);
-    rc = n == SEGMENT_HEADER_AREA ? 0 : n < 0 ? (int)n : -EIO;
+    if (n < 0)
+      rc = (int)n;
+    else if (n != SEGMENT_HEADER_AREA)
+      rc = -EIO;
   }
   if (rc == 0)
     rc = io->ops->fdatasync(io, fd);
@@ -550,7 +553,7 @@ static void group_on_done(struct io_req *req)
 
 /* Removes segments from the front once their messages are all removed and
  * the removals are durable. Only the oldest segment goes, so a removal
- * record can never vanish while an older segment holds its target. */
+ * record can never vanish while an older segment contains its target. */
 static void remove_empty_segments(struct journal *j)
 {
   bool removed = false;

@@ -71,7 +71,7 @@ int store_ack_push(struct store *st, uint64_t seq, store_on_durable_fn fn, void 
 }
 
 /* Each callback is taken off the queue before it runs, so a callback may
- * append; the loop stops at the first newer sequence, which bounds it. */
+ * append. The loop stops at the first newer sequence, which bounds it. */
 void store_ack_complete(struct store *st, uint64_t upto, int res)
 {
   while (st->ack_count > 0) {
@@ -600,9 +600,9 @@ int store_purge(struct store *st, const struct store_purge *req, uint64_t *purge
   uint64_t old_first = st->first_seq;
   uint64_t removed = store_apply_purge(st, req->filter, req->filter_len, req->up_to_seq, req->keep);
   if (st->kind == STORE_FILE && removed > 0) {
-    /* Without a filter a purge removes a prefix of the live messages, which
-     * one range record covers; a filtered purge is logged as itself and
-     * replayed. */
+    /* Without a filter a purge removes a prefix of the live messages, so
+     * one range record covers it. A filtered purge is logged as itself and
+     * replayed at recovery. */
     if (filter_all(req->filter, req->filter_len))
       journal_log_range(st, old_first, st->first_seq - 1);
     else

@@ -39,9 +39,11 @@ enum store_discard {
 enum store_sync_policy {
   /* A message is reported durable after the fdatasync covering it. */
   STORE_SYNC_ALWAYS = 0,
-  /* A message is reported after its write completed; fdatasync runs at
-   * least every sync_interval_ns and every sync_bytes_max bytes, so a power
-   * cut loses at most that much acknowledged data. */
+  /* A message is reported after its write completed. fdatasync runs once
+   * sync_interval_ns passed or sync_bytes_max bytes are unsynced, so a
+   * power cut loses at most sync_bytes_max bytes plus one write group of
+   * acknowledged data. The time bound holds only while the shard calls
+   * store_flush() at least every sync_interval_ns when store_busy(). */
   STORE_SYNC_RELAXED,
 };
 
@@ -65,15 +67,15 @@ struct store_config {
   int64_t sync_interval_ns;        /* relaxed policy; 0 means 1 s */
   uint64_t sync_bytes_max;         /* relaxed policy; 0 means 8 MiB */
   uint64_t segment_size;           /* 0 means 64 MiB; at most 1 GiB */
-  uint32_t group_bytes_max;        /* most bytes in one write; 0 means 4 MiB */
+  uint32_t group_bytes_max;        /* maximum bytes in one write; 0 means 4 MiB */
   /* Wall clock in nanoseconds for timestamps, max_age and the relaxed sync
    * interval; NULL means CLOCK_REALTIME. */
   int64_t (*clock_ns)(void *ctx);
   void *clock_ctx;
 };
 
-/* Where store_open found damage, with a message naming the stream, the
- * segment file and the offset. */
+/* The failure report of store_open: a message naming the stream, and for
+ * damage the segment file and the offset. */
 struct store_error {
   char message[512];
   uint64_t segment;                /* segment index, 0 when not about one */
@@ -90,8 +92,8 @@ typedef void (*store_on_durable_fn)(void *ctx, uint64_t seq, int res);
  * Returns 0 and sets *out, or:
  *   -EOPNOTSUPP  the directory is on tmpfs or ramfs (no durable O_DIRECT),
  *   -EINVAL      a bad configuration or no O_DIRECT support,
- *   -EUCLEAN     the journal is damaged; err says where, and nothing was
- *                changed on disk,
+ *   -EUCLEAN     the journal is damaged: err gives the place, and nothing
+ *                was changed on disk,
  *   other -errno from the file system.
  * err (may be NULL) receives a message for every failure. */
 int store_open(const struct store_config *cfg, struct store **out, struct store_error *err);

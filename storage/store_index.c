@@ -267,8 +267,8 @@ static size_t token_len(const char *s, size_t len)
 }
 
 /* NOTE: core/subject.h declares subject_matches, but core/subject.c was not
- * in the tree when the store was written, so the store carries this
- * matcher; switch to subject_matches once it exists. */
+ * in the tree when the store was written. Until it is, the store carries
+ * this matcher of its own. */
 bool store_subject_matches(const char *filter, size_t filter_len, const char *subject,
                            size_t subject_len)
 {
