@@ -17,6 +17,7 @@
 #include <xxhash.h>
 
 #include "core/assert.h"
+#include "core/auth.h"
 #include "core/log.h"
 #include "core/proto.h"
 #include "core/route.h"
@@ -169,6 +170,11 @@ void client_deliver(struct client *c, struct sub *sub, const char *subject,
                     uint32_t subject_len, const char *reply, uint32_t reply_len,
                     const char *data, uint32_t header_len, uint32_t total_len) {
   if (c->state != CLIENT_OPEN) return;
+  if (c->user != NULL) {
+    if (!auth_can_deliver(c->user, subject, subject_len)) return;
+    if (c->user->allow_responses && reply_len > 0)
+      auth_responses_add(&c->responses, c->user, reply, reply_len, c->shard->now_ms);
+  }
   bool with_headers = header_len > 0;
   if (with_headers && !c->headers) {
     /* A client without header support gets the body alone, as nats-server
@@ -302,10 +308,12 @@ static void send_info(struct client *c) {
   int n = snprintf(info, sizeof info,
                    "INFO {\"server_id\":\"%s\",\"server_name\":\"%s\",\"version\":\"%s\","
                    "\"proto\":1,\"go\":\"go1.19.8\",\"host\":\"%s\",\"port\":%d,"
-                   "\"headers\":true,\"max_payload\":%" PRId64 ",\"client_id\":%" PRIu64
+                   "\"headers\":true,%s\"max_payload\":%" PRId64 ",\"client_id\":%" PRIu64
                    ",\"client_ip\":\"%s\",\"shoal_version\":\"%s\"} \r\n",
                    server.server_id, server.server_name, SERVER_COMPAT_VERSION,
-                   server.opts.host, server.port, server.opts.max_payload, c->cid, c->ip,
+                   server.opts.host, server.port,
+                   auth_required(&server.opts) ? "\"auth_required\":true," : "",
+                   server.opts.max_payload, c->cid, c->ip,
                    SHOAL_VERSION);
   client_send_raw(c, info, (size_t)n);
 }
@@ -340,7 +348,12 @@ struct client *client_create(struct shard *s, int fd) {
   c->echo = true;
   c->start_ms = s->now_ms;
   c->last_recv_ms = s->now_ms;
-  c->last_ping_ms = s->now_ms;
+  /* As nats-server 2.9 does, the first PING goes out two seconds after the
+   * connection opens plus up to 20% jitter (or at the ping interval when
+   * that is shorter), then one every interval. */
+  int64_t first_ping_ms = 2000 + (int64_t)(c->cid * 2654435761u % 400);
+  if (first_ping_ms > server.opts.ping_interval_ms) first_ping_ms = server.opts.ping_interval_ms;
+  c->last_ping_ms = s->now_ms - server.opts.ping_interval_ms + first_ping_ms;
   fill_peer(c);
   send_info(c);
   log_debug("%s:%d - cid:%" PRIu64 " - Client connection created on shard %u", c->ip, c->port,
@@ -356,8 +369,19 @@ static void free_sub_rcu(struct rcu_head *head) {
   free(sub);
 }
 
+/* Removes sub from the shared index and frees it after a grace period. If
+ * the index cannot shrink (out of memory) sub stays in it, detached from
+ * its connection, and is leaked rather than freed under readers' feet. */
+static void retire_sub(struct sub *sub) {
+  if (sublist_remove(server.sublist, sub) != 0) {
+    log_error("out of memory removing subscription to %s; it stays detached", sub->subject);
+    __atomic_store_n(&sub->client, NULL, __ATOMIC_RELEASE);
+    return;
+  }
+  call_rcu(&sub->rcu, free_sub_rcu);
+}
+
 void client_unsubscribe(struct client *c, struct sub *sub) {
-  sublist_remove(server.sublist, sub);
   sub_table_remove(&c->subs, sub);
   for (struct sub **pp = &c->sub_list; *pp != NULL; pp = &(*pp)->next_in_client) {
     if (*pp == sub) {
@@ -365,15 +389,14 @@ void client_unsubscribe(struct client *c, struct sub *sub) {
       break;
     }
   }
-  call_rcu(&sub->rcu, free_sub_rcu);
+  retire_sub(sub);
 }
 
 static void remove_all_subs(struct client *c) {
   struct sub *sub = c->sub_list;
   while (sub != NULL) {
     struct sub *next = sub->next_in_client;
-    sublist_remove(server.sublist, sub);
-    call_rcu(&sub->rcu, free_sub_rcu);
+    retire_sub(sub);
     sub = next;
   }
   c->sub_list = NULL;
@@ -419,6 +442,7 @@ void client_destroy(struct client *c) {
   free(c->name);
   free(c->lang);
   free(c->version);
+  auth_responses_free(&c->responses);
   free(c);
 }
 
@@ -468,9 +492,22 @@ static void on_connect(struct client *c, const struct proto_cmd *cmd) {
   c->name = dup_json_string(obj, "name");
   c->lang = dup_json_string(obj, "lang");
   c->version = dup_json_string(obj, "version");
+  if (auth_required(&server.opts) && auth_check_connect(&server.opts, obj, &c->user) != 0) {
+    cJSON_Delete(obj);
+    log_error("%s:%d - cid:%" PRIu64 " - authentication error", c->ip, c->port, c->cid);
+    client_send_err(c, "'Authorization Violation'");
+    client_close(c, CLOSE_AUTH_VIOLATION, true);
+    return;
+  }
   cJSON_Delete(obj);
   c->connect_received = true;
   send_ok(c);
+}
+
+static bool publish_allowed(struct client *c, const char *subject, size_t len) {
+  if (auth_can_publish(c->user, subject, len)) return true;
+  return c->user->allow_responses &&
+         auth_responses_take(&c->responses, subject, len, c->shard->now_ms);
 }
 
 static void on_pub(struct client *c, const struct proto_cmd *cmd) {
@@ -483,6 +520,13 @@ static void on_pub(struct client *c, const struct proto_cmd *cmd) {
    * delivers the message, and sends +OK before any MSG it causes. */
   if (c->pedantic && !subject_valid_literal(cmd->subject.ptr, cmd->subject.len))
     client_send_err(c, "'Invalid Publish Subject'");
+  if (c->user != NULL && !publish_allowed(c, cmd->subject.ptr, cmd->subject.len)) {
+    char text[300];
+    snprintf(text, sizeof text, "'Permissions Violation for Publish to \"%.*s\"'",
+             (int)(cmd->subject.len < 256 ? cmd->subject.len : 256), cmd->subject.ptr);
+    client_send_err(c, text);
+    return;
+  }
   send_ok(c);
   c->shard->stall_hit = false;
   bool room = route_publish(c->shard, c, cmd->subject.ptr, cmd->subject.len, cmd->reply.ptr,
@@ -512,6 +556,19 @@ static void on_sub(struct client *c, const struct proto_cmd *cmd) {
   }
   if (cmd->queue.len > 0 && !subject_queue_valid(cmd->queue.ptr, cmd->queue.len)) {
     client_send_err(c, "'Invalid Queue Name'");
+    return;
+  }
+  if (c->user != NULL && !auth_can_subscribe(c->user, cmd->subject.ptr, cmd->subject.len,
+                                              cmd->queue.ptr, cmd->queue.len)) {
+    char text[600];
+    int n = snprintf(text, sizeof text, "'Permissions Violation for Subscription to \"%.*s\"",
+                     (int)(cmd->subject.len < 256 ? cmd->subject.len : 256), cmd->subject.ptr);
+    if (cmd->queue.len > 0) {
+      n += snprintf(text + n, sizeof text - (size_t)n, " using queue \"%.*s\"",
+                    (int)(cmd->queue.len < 256 ? cmd->queue.len : 256), cmd->queue.ptr);
+    }
+    snprintf(text + n, sizeof text - (size_t)n, "'");
+    client_send_err(c, text);
     return;
   }
   if (sub_table_find_slot(&c->subs, cmd->sid.ptr, cmd->sid.len) != NULL) {
@@ -601,6 +658,11 @@ void client_on_barrier_ack(struct client *c) {
 }
 
 static void dispatch(struct client *c, const struct proto_cmd *cmd) {
+  if (!c->connect_received && cmd->op != PROTO_OP_CONNECT && auth_required(&server.opts)) {
+    client_send_err(c, "'Authorization Violation'");
+    client_close(c, CLOSE_AUTH_VIOLATION, true);
+    return;
+  }
   switch (cmd->op) {
   case PROTO_OP_PUB:
   case PROTO_OP_HPUB:
@@ -737,6 +799,13 @@ void client_on_recv_end(struct client *c, int err) {
 void client_tick(struct client *c, int64_t now_ms) {
   if (c->state != CLIENT_OPEN) return;
 
+  if (!c->connect_received && auth_required(&server.opts) &&
+      now_ms - c->start_ms > server.opts.auth_timeout_ms) {
+    client_send_err(c, "'Authentication Timeout'");
+    client_close(c, CLOSE_AUTH_TIMEOUT, true);
+    return;
+  }
+
   if (c->send_in_flight && now_ms - c->send_started_ms > server.opts.write_deadline_ms) {
     c->shard->stats.slow_consumers++;
     log_debug("%s:%d - cid:%" PRIu64 " - Slow Consumer Detected: WriteDeadline of %" PRId64
@@ -746,6 +815,8 @@ void client_tick(struct client *c, int64_t now_ms) {
   }
 
   if (now_ms - c->last_ping_ms < server.opts.ping_interval_ms) return;
+  /* Data from a client since the last PING counts as its PONG. */
+  if (c->last_recv_ms > c->last_ping_ms) c->pings_out = 0;
   c->last_ping_ms = now_ms;
   if (c->pings_out + 1 > (uint32_t)server.opts.ping_max) {
     client_send_err(c, "'Stale Connection'");

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stddef.h>
 
+#include "core/auth.h"
 #include "core/buf.h"
 
 struct shard;
@@ -63,6 +64,8 @@ struct client {
   char *name;
   char *lang;
   char *version;
+  const struct opts_user *user;      /* NULL: no users list, no permissions */
+  struct auth_responses responses;   /* reply subjects allowed by allow_responses */
 
   /* I/O. in holds the unparsed tail of received bytes. out collects frames
    * until the next flush; wbuf is the part in flight. */

@@ -8,15 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if __has_include("core/conf.h")
 #include "core/conf.h"
-#else
-static int conf_load_file(const char *path, struct opts *o) {
-  (void)o;
-  fprintf(stderr, "%s: configuration files are not supported by this build\n", path);
-  return -1;
-}
-#endif
 
 /* The nats-server version whose behaviour shoal matches; clients switch
  * features on by it. */

@@ -1,5 +1,4 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* TEMPORARY NOTE FOR HELPERS (the lead removes it): before anything else, read and follow the rules in /work/briefs/common.md. */
 /* The subscription record, types only. A record belongs to the shard of its
  * connection; the shared sublist reads subject, queue and shard_id only. */
 #ifndef SHOAL_SUB_T_H
