@@ -74,6 +74,9 @@ struct shard {
   bool stall_hit;            /* the last publish reached a stalled connection */
   int64_t now_ms;
   int64_t next_tick_ms;
+  /* Loop iterations so far, written only by this shard and read by the
+   * main thread's watchdog: a value that stops moving means a stuck loop. */
+  _Atomic uint64_t heartbeat;
   bool stop;
   struct shard_stats stats;
 };
