@@ -316,6 +316,7 @@ static void *shard_main(void *arg) {
     s->now_ms = server_now_ms();
     if (s->stalled_count > 0 && s->now_ms >= s->stall_deadline_ms) release_stalls(s);
     uint32_t handled = s->stalled_count > 0 ? 0 : drain_rings(s);
+    control_run_pending(s);
     if (drain_overflow(s) && s->paused != NULL && s->stalled_count == 0) resume_paused(s);
     flush_dirty(s);
     reap_closed(s);

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/control.h"
 #include "core/ring.h"
 
 struct backend_ops;
@@ -60,6 +61,7 @@ struct shard {
   void *backend_state;
   int listen_fd;
   int wake_fd;               /* eventfd: another thread has work for us */
+  struct control_mailbox control; /* requests from non-shard threads (monitoring) */
   _Alignas(64) atomic_int sleeping;
   _Alignas(64) struct ring **in;  /* in[src]: entries from shard src */
   struct shard_overflow *overflow; /* overflow[dst], in order before new entries */
