@@ -15,7 +15,9 @@
 #include <unistd.h>
 #include <urcu-qsbr.h>
 
+#include "core/lifecycle.h"
 #include "core/log.h"
+#include "core/notify.h"
 #include "core/shard.h"
 #include "core/sublist.h"
 #include "net/backend.h"
@@ -96,23 +98,46 @@ static void log_banner(const struct backend_ops *backend) {
            server.shard_count == 1 ? "" : "s", backend->name);
 }
 
+/* Waits up to timeout_ms (forever when negative) for a signal in set.
+ * Returns the signal, or -1 on timeout or interruption. */
+static int wait_signal(const sigset_t *set, int timeout_ms) {
+  if (timeout_ms < 0) return sigwaitinfo(set, NULL);
+  struct timespec timeout = {.tv_sec = timeout_ms / 1000,
+                             .tv_nsec = (long)(timeout_ms % 1000) * 1000000};
+  return sigtimedwait(set, NULL, &timeout);
+}
+
 /* Waits for signals on the main thread, which blocks them for every shard
- * thread. Returns when a stop signal arrives. */
+ * thread, and sends service manager notifications between them. Returns
+ * when a stop signal arrives. */
 static void signal_loop(const sigset_t *set) {
   for (;;) {
-    int sig = 0;
-    if (sigwait(set, &sig) != 0) continue;
+    int64_t now = server_now_ms();
+    int timeout = notify_tick(now);
+    if (atomic_load(&server.lame_duck)) {
+      /* Lame-duck mode ends with a normal shutdown once its duration is up. */
+      int64_t left = server.lame_duck_start_ms + server.opts.lame_duck_duration_ms - now;
+      if (left <= 0) return;
+      if (timeout < 0 || left < timeout) timeout = (int)left;
+    }
+    int sig = wait_signal(set, timeout);
+    if (sig < 0) continue;
     switch (sig) {
     case SIGTERM:
     case SIGINT:
       log_info("Trapped \"%s\" signal", sig == SIGTERM ? "terminated" : "interrupt");
       return;
+    case SIGUSR2:
+      if (!atomic_load(&server.lame_duck)) lifecycle_enter_lame_duck();
+      break;
     case SIGUSR1:
       if (log_reopen() != 0) log_error("could not reopen the log file");
       break;
     case SIGHUP:
+      notify_reloading();
       log_info("Trapped \"hangup\" signal");
-      /* TODO: reload the configuration file; until then SIGHUP only logs. */
+      server_reload();
+      notify_reloaded();
       break;
     default:
       break;
@@ -126,6 +151,7 @@ int server_run(void) {
     fprintf(stderr, "cannot open log file %s: %s\n", o->logfile, strerror(errno));
     return 1;
   }
+  notify_init();
 
   make_server_id(server.server_id);
   server.server_name = o->server_name ? o->server_name : server.server_id;
@@ -164,10 +190,12 @@ int server_run(void) {
   }
   log_info("Listening for client connections on %s:%d", o->host, server.port);
   log_info("Server is ready");
+  notify_ready(backend->name);
 
   signal_loop(&set);
 
   log_info("Initiating Shutdown...");
+  notify_stopping();
   shard_stop_all();
   rcu_barrier();
   if (o->pidfile != NULL) unlink(o->pidfile);
