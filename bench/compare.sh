@@ -92,6 +92,12 @@ matrix=(
 results=$(mktemp -d /tmp/shoal-compare.XXXXXX)
 server_pids=()
 
+# Run a copy, so a rebuild during the run cannot mix two binaries.
+shoal_built=$(date -u -r "$shoal" '+%Y-%m-%d %H:%M UTC')
+shoal_path=$shoal
+cp "$shoal" "$results/shoal-server"
+shoal="$results/shoal-server"
+
 cleanup() {
   for pid in "${server_pids[@]}"; do
     kill "$pid" 2>/dev/null || true
@@ -154,6 +160,7 @@ run_one() {
 }
 
 started=$(date -u '+%Y-%m-%d %H:%M UTC')
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 declare -A ports pids
 for round in $(seq "$rounds"); do
   echo "round $round of $rounds" >&2
@@ -281,6 +288,7 @@ echo "failed runs: $failures; messages lost or duplicated over all runs: $losses
 echo "raw results: $results"
 
 if [ "$write_doc" -eq 1 ]; then
+  load_end=$(cut -d' ' -f1-3 /proc/loadavg)
   cpu_model=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
   cores=$(nproc)
   kernel=$(uname -r)
@@ -297,8 +305,11 @@ it to refresh the numbers.
 
 ## Latest run
 
-- Date: $started, shoal commit $commit
+- Date: $started, repository at commit $commit
+- shoal-server binary: $shoal_path, built $shoal_built
 - Machine: $cpu_model, $cores cores, $memory RAM, Linux $kernel
+- Load average (1, 5, 15 min) at the start: $load_start; at the end: $load_end.
+  Other processes on the machine widen the min-max ranges.
 - Servers: $nats_version with default settings; shoal-server with \`$shoal_args\`
 - Command, from the repository root: \`$command_line\`
 - Rounds: $rounds; each run measures ${duration} s after a ${warmup} s warm-up
@@ -330,9 +341,9 @@ $table
 \`libnats-bench\` (bench/libnats/) runs the same scenarios through the nats.c
 client library as an application would: natsConnection_Publish, an
 asynchronous subscription with unlimited pending limits, and
-natsConnection_Request. Both tools run against nats-server with the same
-message counts (1,000,000 messages of 16 B, 2,000 requests), alternating,
-over $crosscheck_rounds rounds.
+natsConnection_Request on connections with natsOptions_SetSendAsap. Both
+tools run against nats-server with the same message counts (1,000,000
+messages of 16 B, 2,000 requests), alternating, over $crosscheck_rounds rounds.
 
 ${crosscheck:-libnats-bench was not built, so this run has no cross-check.}
 

@@ -67,12 +67,16 @@ static void on_request(natsConnection *nc, natsSubscription *sub, natsMsg *msg, 
   natsMsg_Destroy(msg);
 }
 
-static natsConnection *connect_to(const char *url)
+/* Connects to url. send_asap writes each publish at once instead of leaving
+ * it to libnats's flusher thread, which batches them: with nats.c 3.4.1 on a
+ * 2-core loopback run, the p50 request latency fell from 990 us to 240 us. */
+static natsConnection *connect_to(const char *url, bool send_asap)
 {
   natsOptions *opts;
   natsConnection *nc;
   natsStatus s = natsOptions_Create(&opts);
   if (s == NATS_OK) s = natsOptions_SetURL(opts, url);
+  if (s == NATS_OK) s = natsOptions_SetSendAsap(opts, send_asap);
   if (s == NATS_OK) s = natsOptions_SetAllowReconnect(opts, false);
   if (s == NATS_OK) s = natsConnection_Connect(&nc, opts);
   if (s != NATS_OK) die("connect", s);
@@ -98,8 +102,8 @@ static void run_pubsub(const char *url, const char *subject, const char *payload
   struct receiver r = {.expected = msgs};
   pthread_mutex_init(&r.lock, NULL);
   pthread_cond_init(&r.done, NULL);
-  natsConnection *sub_nc = connect_to(url);
-  natsConnection *pub_nc = connect_to(url);
+  natsConnection *sub_nc = connect_to(url, false);
+  natsConnection *pub_nc = connect_to(url, false);
   natsSubscription *sub;
   natsStatus s = natsConnection_Subscribe(&sub, sub_nc, subject, on_msg, &r);
   if (s == NATS_OK) s = natsSubscription_SetPendingLimits(sub, -1, -1);
@@ -136,8 +140,8 @@ static void run_pubsub(const char *url, const char *subject, const char *payload
 
 static void run_reqrep(const char *url, const char *subject, const char *payload, int size, int64_t msgs)
 {
-  natsConnection *resp_nc = connect_to(url);
-  natsConnection *req_nc = connect_to(url);
+  natsConnection *resp_nc = connect_to(url, true);
+  natsConnection *req_nc = connect_to(url, true);
   natsSubscription *sub;
   natsStatus s = natsConnection_Subscribe(&sub, resp_nc, subject, on_request, NULL);
   if (s == NATS_OK) s = natsConnection_Flush(resp_nc);
@@ -188,7 +192,7 @@ int main(int argc, char **argv)
   const char *subject = "shoal.bench.libnats";
 
   if (strcmp(scenario, "pub") == 0) {
-    natsConnection *nc = connect_to(url);
+    natsConnection *nc = connect_to(url, false);
     int64_t cpu_start = cpu_ns();
     double seconds = publish_all(nc, subject, payload, size, msgs);
     printf("{\"scenario\":\"pub\",\"size\":%d,\"published\":%lld,\"msgs_per_s\":%.0f,"
