@@ -171,7 +171,8 @@ static int fault_open(struct io_backend *io, const char *path, unsigned flags)
     f->files[slot] = m;
   } else if (!m->present) {
     /* A removed entry that is still stable: reuse the record as new. */
-    memset(m->cur, 0, m->cap);
+    if (m->cap > 0)
+      memset(m->cur, 0, m->cap);
     m->cur_size = 0;
   }
   m->present = true;
@@ -583,7 +584,8 @@ void io_fault_crash(struct io_backend *io)
       f->files[i] = NULL;
       continue;
     }
-    memcpy(m->cur, m->stable, m->cap);
+    if (m->cap > 0)
+      memcpy(m->cur, m->stable, m->cap);
     m->cur_size = m->stable_size;
   }
 }

@@ -128,6 +128,8 @@ void journal_set_block(struct journal *j, uint32_t block)
 
 static int read_whole(struct recovery *r, int fd, uint64_t size)
 {
+  if (size == 0)
+    return 0;
   if (size > r->scan_size) {
     free(r->scan);
     r->scan = aligned_alloc(JOURNAL_MEM_ALIGN, align_up(size, JOURNAL_MEM_ALIGN));
@@ -490,7 +492,8 @@ int journal_open(struct store *st, struct store_error *err)
     free(l.index);
     return fail(&r, rc < 0 ? rc : -ENOMEM, "listing the stream directory");
   }
-  qsort(l.index, l.count, sizeof(*l.index), cmp_u64);
+  if (l.count > 1)
+    qsort(l.index, l.count, sizeof(*l.index), cmp_u64);
 
   if (l.count == 0) {
     rc = create_first(&r, 1, 1);
