@@ -303,17 +303,17 @@ void client_on_send_error(struct client *c, int err) {
 
 /* ---- Lifecycle. ---- */
 
-static void send_info(struct client *c) {
+static void send_info(struct client *c, bool lame_duck) {
   char info[1024];
   int n = snprintf(info, sizeof info,
                    "INFO {\"server_id\":\"%s\",\"server_name\":\"%s\",\"version\":\"%s\","
                    "\"proto\":1,\"go\":\"go1.19.8\",\"host\":\"%s\",\"port\":%d,"
                    "\"headers\":true,%s\"max_payload\":%" PRId64 ",\"client_id\":%" PRIu64
-                   ",\"client_ip\":\"%s\",\"shoal_version\":\"%s\"} \r\n",
+                   ",\"client_ip\":\"%s\",%s\"shoal_version\":\"%s\"} \r\n",
                    server.server_id, server.server_name, SERVER_COMPAT_VERSION,
                    server.opts.host, server.port,
-                   auth_required(&server.opts) ? "\"auth_required\":true," : "",
-                   server.opts.max_payload, c->cid, c->ip,
+                   auth_required(server_auth_opts()) ? "\"auth_required\":true," : "",
+                   server.opts.max_payload, c->cid, c->ip, lame_duck ? "\"ldm\":true," : "",
                    SHOAL_VERSION);
   client_send_raw(c, info, (size_t)n);
 }
@@ -355,7 +355,7 @@ struct client *client_create(struct shard *s, int fd) {
   if (first_ping_ms > server.opts.ping_interval_ms) first_ping_ms = server.opts.ping_interval_ms;
   c->last_ping_ms = s->now_ms - server.opts.ping_interval_ms + first_ping_ms;
   fill_peer(c);
-  send_info(c);
+  send_info(c, false);
   log_debug("%s:%d - cid:%" PRIu64 " - Client connection created on shard %u", c->ip, c->port,
             c->cid, s->id);
   return c;
@@ -442,6 +442,7 @@ void client_destroy(struct client *c) {
   free(c->name);
   free(c->lang);
   free(c->version);
+  free(c->connect_json);
   auth_responses_free(&c->responses);
   free(c);
 }
@@ -492,7 +493,14 @@ static void on_connect(struct client *c, const struct proto_cmd *cmd) {
   c->name = dup_json_string(obj, "name");
   c->lang = dup_json_string(obj, "lang");
   c->version = dup_json_string(obj, "version");
-  if (auth_required(&server.opts) && auth_check_connect(&server.opts, obj, &c->user) != 0) {
+  free(c->connect_json);
+  c->connect_json = NULL;
+  if (auth_required(server_auth_opts())) {
+    /* Kept to check the credentials again after a configuration reload;
+     * never logged. */
+    c->connect_json = strndup(cmd->arg.ptr, cmd->arg.len);
+  }
+  if (auth_required(server_auth_opts()) && auth_check_connect(server_auth_opts(), obj, &c->user) != 0) {
     cJSON_Delete(obj);
     log_error("%s:%d - cid:%" PRIu64 " - authentication error", c->ip, c->port, c->cid);
     client_send_err(c, "'Authorization Violation'");
@@ -658,7 +666,7 @@ void client_on_barrier_ack(struct client *c) {
 }
 
 static void dispatch(struct client *c, const struct proto_cmd *cmd) {
-  if (!c->connect_received && cmd->op != PROTO_OP_CONNECT && auth_required(&server.opts)) {
+  if (!c->connect_received && cmd->op != PROTO_OP_CONNECT && auth_required(server_auth_opts())) {
     client_send_err(c, "'Authorization Violation'");
     client_close(c, CLOSE_AUTH_VIOLATION, true);
     return;
@@ -799,7 +807,7 @@ void client_on_recv_end(struct client *c, int err) {
 void client_tick(struct client *c, int64_t now_ms) {
   if (c->state != CLIENT_OPEN) return;
 
-  if (!c->connect_received && auth_required(&server.opts) &&
+  if (!c->connect_received && auth_required(server_auth_opts()) &&
       now_ms - c->start_ms > server.opts.auth_timeout_ms) {
     client_send_err(c, "'Authentication Timeout'");
     client_close(c, CLOSE_AUTH_TIMEOUT, true);
@@ -825,4 +833,29 @@ void client_tick(struct client *c, int64_t now_ms) {
   }
   c->pings_out++;
   client_send_raw(c, "PING\r\n", 6);
+}
+
+void client_enter_lame_duck(struct client *c) {
+  if (c->state == CLIENT_OPEN) send_info(c, true);
+}
+
+void client_recheck_auth(struct client *c) {
+  if (c->state != CLIENT_OPEN || !c->connect_received) return;
+  const struct opts *o = server_auth_opts();
+  if (!auth_required(o)) {
+    c->user = NULL;
+    return;
+  }
+  cJSON *obj = c->connect_json ? cJSON_Parse(c->connect_json) : NULL;
+  const struct opts_user *user = NULL;
+  int rc = obj != NULL ? auth_check_connect(o, obj, &user) : -EACCES;
+  cJSON_Delete(obj);
+  if (rc != 0) {
+    log_debug("%s:%d - cid:%" PRIu64 " - credentials no longer valid after reload", c->ip,
+              c->port, c->cid);
+    client_send_err(c, "'Authorization Violation'");
+    client_close(c, CLOSE_AUTH_VIOLATION, true);
+    return;
+  }
+  c->user = user;
 }

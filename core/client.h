@@ -65,6 +65,7 @@ struct client {
   char *lang;
   char *version;
   const struct opts_user *user;      /* NULL: no users list, no permissions */
+  char *connect_json;                /* CONNECT's JSON when auth is on, for reloads */
   struct auth_responses responses;   /* reply subjects allowed by allow_responses */
 
   /* I/O. in holds the unparsed tail of received bytes. out collects frames
@@ -154,6 +155,13 @@ void client_resume(struct client *c);
 
 /* Called when a shard acknowledged a barrier sent by on_ping(). */
 void client_on_barrier_ack(struct client *c);
+
+/* Sends INFO with "ldm":true, telling the client to move elsewhere. */
+void client_enter_lame_duck(struct client *c);
+
+/* Checks c's CONNECT credentials against the reloaded authorization and
+ * closes c with 'Authorization Violation' when they no longer pass. */
+void client_recheck_auth(struct client *c);
 
 /* Checks ping interval and write deadline; called by the shard tick. */
 void client_tick(struct client *c, int64_t now_ms);

@@ -7,6 +7,8 @@
 
 int main(int argc, char **argv) {
   opts_init(&server.opts);
+  server.argc = argc;
+  server.argv = argv;
   int rc = opts_parse_args(&server.opts, argc, argv);
   if (rc != 0) return rc > 0 ? 0 : 1;
   if (server.opts.config_test_only) {

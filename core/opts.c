@@ -3,10 +3,13 @@
  * "-p=4222", "--port 4222"; booleans as "-D" or "-D=false". */
 #include "core/opts.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/conf.h"
 
@@ -76,6 +79,8 @@ static const char usage_text[] =
     "    -m, --http_port <port>           Use port for HTTP monitoring\n"
     "    -c, --config <file>              Configuration file\n"
     "    -t                               Test the configuration and exit\n"
+    "    -sl, --signal <cmd>[=<pid>]      Send a signal to a running server: stop, quit, term,\n"
+    "                                     reopen, reload or ldm; <pid> may be a pid file\n"
     "    --shards <n>                     Number of shard threads (default: one per online CPU)\n"
     "    --backend <io_uring|epoll>       Event-loop backend (default: io_uring, epoll when\n"
     "                                     io_uring cannot be set up)\n"
@@ -109,33 +114,34 @@ struct flag {
 };
 
 enum {
-  F_ADDR, F_PORT, F_NAME, F_PID, F_HTTP_PORT, F_CONFIG, F_TEST, F_SHARDS,
-  F_BACKEND, F_LOG, F_LOGTIME, F_DEBUG, F_TRACE, F_DEBUG_TRACE, F_USER,
-  F_PASS, F_AUTH, F_JETSTREAM, F_STORE_DIR, F_HELP, F_VERSION,
+  OPT_ADDR, OPT_PORT, OPT_NAME, OPT_PID, OPT_HTTP_PORT, OPT_CONFIG, OPT_TEST, OPT_SHARDS,
+  OPT_BACKEND, OPT_LOG, OPT_LOGTIME, OPT_DEBUG, OPT_TRACE, OPT_DEBUG_TRACE, OPT_USER,
+  OPT_PASS, OPT_AUTH, OPT_JETSTREAM, OPT_STORE_DIR, OPT_HELP, OPT_VERSION, OPT_SIGNAL,
 };
 
 static const struct flag flags[] = {
-    {{"a", "addr", "net"}, FLAG_STRING, F_ADDR},
-    {{"p", "port"}, FLAG_INT, F_PORT},
-    {{"n", "name", "server_name"}, FLAG_STRING, F_NAME},
-    {{"P", "pid"}, FLAG_STRING, F_PID},
-    {{"m", "http_port"}, FLAG_INT, F_HTTP_PORT},
-    {{"c", "config"}, FLAG_STRING, F_CONFIG},
-    {{"t"}, FLAG_BOOL, F_TEST},
-    {{"shards"}, FLAG_INT, F_SHARDS},
-    {{"backend"}, FLAG_STRING, F_BACKEND},
-    {{"l", "log"}, FLAG_STRING, F_LOG},
-    {{"T", "logtime"}, FLAG_BOOL, F_LOGTIME},
-    {{"D", "debug"}, FLAG_BOOL, F_DEBUG},
-    {{"V", "trace"}, FLAG_BOOL, F_TRACE},
-    {{"DV"}, FLAG_BOOL, F_DEBUG_TRACE},
-    {{"user"}, FLAG_STRING, F_USER},
-    {{"pass"}, FLAG_STRING, F_PASS},
-    {{"auth"}, FLAG_STRING, F_AUTH},
-    {{"js", "jetstream"}, FLAG_BOOL, F_JETSTREAM},
-    {{"sd", "store_dir"}, FLAG_STRING, F_STORE_DIR},
-    {{"h", "help"}, FLAG_BOOL, F_HELP},
-    {{"v", "version"}, FLAG_BOOL, F_VERSION},
+    {{"a", "addr", "net"}, FLAG_STRING, OPT_ADDR},
+    {{"p", "port"}, FLAG_INT, OPT_PORT},
+    {{"n", "name", "server_name"}, FLAG_STRING, OPT_NAME},
+    {{"P", "pid"}, FLAG_STRING, OPT_PID},
+    {{"m", "http_port"}, FLAG_INT, OPT_HTTP_PORT},
+    {{"c", "config"}, FLAG_STRING, OPT_CONFIG},
+    {{"t"}, FLAG_BOOL, OPT_TEST},
+    {{"shards"}, FLAG_INT, OPT_SHARDS},
+    {{"backend"}, FLAG_STRING, OPT_BACKEND},
+    {{"l", "log"}, FLAG_STRING, OPT_LOG},
+    {{"T", "logtime"}, FLAG_BOOL, OPT_LOGTIME},
+    {{"D", "debug"}, FLAG_BOOL, OPT_DEBUG},
+    {{"V", "trace"}, FLAG_BOOL, OPT_TRACE},
+    {{"DV"}, FLAG_BOOL, OPT_DEBUG_TRACE},
+    {{"user"}, FLAG_STRING, OPT_USER},
+    {{"pass"}, FLAG_STRING, OPT_PASS},
+    {{"auth"}, FLAG_STRING, OPT_AUTH},
+    {{"js", "jetstream"}, FLAG_BOOL, OPT_JETSTREAM},
+    {{"sd", "store_dir"}, FLAG_STRING, OPT_STORE_DIR},
+    {{"h", "help"}, FLAG_BOOL, OPT_HELP},
+    {{"v", "version"}, FLAG_BOOL, OPT_VERSION},
+    {{"sl", "signal"}, FLAG_STRING, OPT_SIGNAL},
 };
 
 static const struct flag *find_flag(const char *name, size_t len) {
@@ -176,25 +182,115 @@ static void set_string(char **slot, const char *v) {
   *slot = strdup(v);
 }
 
+/* The --signal commands, as nats-server names them. */
+static const struct {
+  const char *name;
+  int sig;
+} signal_commands[] = {
+    {"stop", SIGKILL}, {"quit", SIGINT},    {"term", SIGTERM},
+    {"reopen", SIGUSR1}, {"reload", SIGHUP}, {"ldm", SIGUSR2},
+};
+
+/* Returns the PID of the only running shoal-server other than us, 0 when
+ * there is none, or -1 when there are several. */
+static pid_t find_server_pid(void) {
+  DIR *dir = opendir("/proc");
+  if (dir == NULL) return 0;
+  pid_t found = 0;
+  int count = 0;
+  struct dirent *d;
+  while ((d = readdir(dir)) != NULL) {
+    char *end;
+    long pid = strtol(d->d_name, &end, 10);
+    if (*end != '\0' || pid <= 0 || pid == (long)getpid()) continue;
+    char path[64], comm[64] = "";
+    snprintf(path, sizeof path, "/proc/%ld/comm", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) continue;
+    if (fgets(comm, sizeof comm, f) == NULL) comm[0] = '\0';
+    fclose(f);
+    comm[strcspn(comm, "\n")] = '\0';
+    if (strcmp(comm, "shoal-server") != 0) continue;
+    found = (pid_t)pid;
+    count++;
+  }
+  closedir(dir);
+  return count > 1 ? -1 : found;
+}
+
+/* Reads a PID from the text after '=': a number or a pid file's path. */
+static pid_t parse_pid_target(const char *target) {
+  char *end;
+  long pid = strtol(target, &end, 10);
+  if (*end == '\0' && pid > 0) return (pid_t)pid;
+  FILE *f = fopen(target, "r");
+  if (f == NULL) {
+    fprintf(stderr, "cannot read pid file %s: %s\n", target, strerror(errno));
+    return -1;
+  }
+  pid = 0;
+  if (fscanf(f, "%ld", &pid) != 1 || pid <= 0) {
+    fprintf(stderr, "pid file %s holds no process id\n", target);
+    pid = -1;
+  }
+  fclose(f);
+  return (pid_t)pid;
+}
+
+/* Serves --signal COMMAND[=PID|PIDFILE]. Returns 0 or -1 after printing
+ * an error. */
+static int send_signal_command(const char *value) {
+  const char *eq = strchr(value, '=');
+  size_t name_len = eq ? (size_t)(eq - value) : strlen(value);
+  int sig = 0;
+  for (size_t i = 0; i < sizeof signal_commands / sizeof signal_commands[0]; i++) {
+    if (strlen(signal_commands[i].name) == name_len &&
+        memcmp(signal_commands[i].name, value, name_len) == 0)
+      sig = signal_commands[i].sig;
+  }
+  if (sig == 0) {
+    fprintf(stderr, "unknown signal \"%.*s\": expected stop, quit, term, reopen, reload or ldm\n",
+            (int)name_len, value);
+    return -1;
+  }
+
+  pid_t pid = eq ? parse_pid_target(eq + 1) : find_server_pid();
+  if (pid == 0) {
+    fprintf(stderr, "no shoal-server process is running\n");
+    return -1;
+  }
+  if (pid < 0) {
+    if (eq == NULL)
+      fprintf(stderr, "several shoal-server processes are running: give one with --signal %.*s=PID\n",
+              (int)name_len, value);
+    return -1;
+  }
+  if (kill(pid, sig) != 0) {
+    fprintf(stderr, "cannot signal process %d: %s\n", (int)pid, strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
 /* Applies one flag. Returns 0, 1 to exit with success, or -1. */
 static int apply_flag(struct opts *o, const struct flag *f, const char *value,
                       bool bool_value, long long int_value) {
   switch (f->id) {
-  case F_ADDR: set_string(&o->host, value); break;
-  case F_PORT: o->port = (int)int_value; break;
-  case F_NAME: set_string(&o->server_name, value); break;
-  case F_PID: set_string(&o->pidfile, value); break;
-  case F_HTTP_PORT: o->http_port = (int)int_value; break;
-  case F_CONFIG: set_string(&o->config_file, value); break;
-  case F_TEST: o->config_test_only = bool_value; break;
-  case F_SHARDS:
+  case OPT_ADDR: set_string(&o->host, value); break;
+  case OPT_PORT: o->port = (int)int_value; break;
+  case OPT_NAME: set_string(&o->server_name, value); break;
+  case OPT_PID: set_string(&o->pidfile, value); break;
+  case OPT_HTTP_PORT: o->http_port = (int)int_value; break;
+  case OPT_CONFIG: set_string(&o->config_file, value); break;
+  case OPT_TEST: o->config_test_only = bool_value; break;
+  case OPT_SHARDS:
     if (int_value < 1 || int_value > 256) {
       fprintf(stderr, "invalid value %lld for --shards: expected 1 to 256\n", int_value);
       return -1;
     }
     o->shard_count = (int)int_value;
     break;
-  case F_BACKEND:
+  case OPT_BACKEND:
     if (strcmp(value, "io_uring") == 0 || strcmp(value, "uring") == 0) {
       o->backend = OPTS_BACKEND_URING;
     } else if (strcmp(value, "epoll") == 0) {
@@ -204,22 +300,24 @@ static int apply_flag(struct opts *o, const struct flag *f, const char *value,
       return -1;
     }
     break;
-  case F_LOG: set_string(&o->logfile, value); break;
-  case F_LOGTIME: o->logtime = bool_value; break;
-  case F_DEBUG: o->debug = bool_value; break;
-  case F_TRACE: o->trace = bool_value; break;
-  case F_DEBUG_TRACE: o->debug = o->trace = bool_value; break;
-  case F_USER: set_string(&o->auth_user, value); break;
-  case F_PASS: set_string(&o->auth_password, value); break;
-  case F_AUTH: set_string(&o->auth_token, value); break;
-  case F_JETSTREAM: o->jetstream = bool_value; break;
-  case F_STORE_DIR: set_string(&o->store_dir, value); break;
-  case F_HELP:
+  case OPT_LOG: set_string(&o->logfile, value); break;
+  case OPT_LOGTIME: o->logtime = bool_value; break;
+  case OPT_DEBUG: o->debug = bool_value; break;
+  case OPT_TRACE: o->trace = bool_value; break;
+  case OPT_DEBUG_TRACE: o->debug = o->trace = bool_value; break;
+  case OPT_USER: set_string(&o->auth_user, value); break;
+  case OPT_PASS: set_string(&o->auth_password, value); break;
+  case OPT_AUTH: set_string(&o->auth_token, value); break;
+  case OPT_JETSTREAM: o->jetstream = bool_value; break;
+  case OPT_STORE_DIR: set_string(&o->store_dir, value); break;
+  case OPT_HELP:
     fputs(usage_text, stdout);
     return 1;
-  case F_VERSION:
+  case OPT_VERSION:
     printf("nats-server: v%s (shoal-server %s)\n", OPTS_COMPAT_VERSION, SHOAL_VERSION);
     return 1;
+  case OPT_SIGNAL:
+    return send_signal_command(value) == 0 ? 1 : -1;
   }
   return 0;
 }
@@ -265,7 +363,7 @@ static int walk_args(struct opts *o, int argc, char **argv, bool only_config) {
       return -1;
     }
 
-    bool is_config = f->id == F_CONFIG || f->id == F_TEST;
+    bool is_config = f->id == OPT_CONFIG || f->id == OPT_TEST;
     if (is_config != only_config) continue;
     int rc = apply_flag(o, f, value, bool_value, int_value);
     if (rc != 0) return rc;

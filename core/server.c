@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <urcu-qsbr.h>
 
+#include "core/lifecycle.h"
 #include "core/log.h"
 #include "core/notify.h"
 #include "core/shard.h"
@@ -111,20 +112,31 @@ static int wait_signal(const sigset_t *set, int timeout_ms) {
  * when a stop signal arrives. */
 static void signal_loop(const sigset_t *set) {
   for (;;) {
-    int sig = wait_signal(set, notify_tick(server_now_ms()));
+    int64_t now = server_now_ms();
+    int timeout = notify_tick(now);
+    if (atomic_load(&server.lame_duck)) {
+      /* Lame-duck mode ends with a normal shutdown once its duration is up. */
+      int64_t left = server.lame_duck_start_ms + server.opts.lame_duck_duration_ms - now;
+      if (left <= 0) return;
+      if (timeout < 0 || left < timeout) timeout = (int)left;
+    }
+    int sig = wait_signal(set, timeout);
     if (sig < 0) continue;
     switch (sig) {
     case SIGTERM:
     case SIGINT:
       log_info("Trapped \"%s\" signal", sig == SIGTERM ? "terminated" : "interrupt");
       return;
+    case SIGUSR2:
+      if (!atomic_load(&server.lame_duck)) lifecycle_enter_lame_duck();
+      break;
     case SIGUSR1:
       if (log_reopen() != 0) log_error("could not reopen the log file");
       break;
     case SIGHUP:
       notify_reloading();
       log_info("Trapped \"hangup\" signal");
-      /* TODO: reload the configuration file; until then SIGHUP only logs. */
+      server_reload();
       notify_reloaded();
       break;
     default:

@@ -14,6 +14,7 @@
 
 #include "core/assert.h"
 #include "core/client.h"
+#include "core/lifecycle.h"
 #include "core/log.h"
 #include "core/msg.h"
 #include "core/route.h"
@@ -323,6 +324,7 @@ static void *shard_main(void *arg) {
 
     if (s->now_ms >= s->next_tick_ms) {
       tick(s);
+      lifecycle_tick(s);
       s->next_tick_ms = s->now_ms + SHARD_TICK_MS;
     }
     if (atomic_load(&server.stopping) && !stopping) {

@@ -74,6 +74,9 @@ struct shard {
   uint32_t stalled_count;    /* connections with stalled set */
   int64_t stall_deadline_ms; /* when stalled connections stop holding publishers */
   bool stall_hit;            /* the last publish reached a stalled connection */
+  unsigned reload_gen;       /* server.reload_gen this shard has applied */
+  bool lame_duck;            /* lame-duck mode seen: no longer accepting */
+  uint64_t lame_duck_clients; /* open connections when lame-duck mode began */
   int64_t now_ms;
   int64_t next_tick_ms;
   /* Loop iterations so far, written only by this shard and read by the

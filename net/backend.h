@@ -40,6 +40,9 @@ struct backend_ops {
    * operation on c is in flight any more. */
   void (*client_shutdown)(struct shard *s, struct client *c);
 
+  /* Stops accepting new connections and closes the shard's listener. */
+  void (*stop_accepting)(struct shard *s);
+
   /* Wakes dst, a sleeping shard, from s's thread; NULL or a false return
    * means the caller writes dst's eventfd instead. */
   bool (*wake_peer)(struct shard *s, struct shard *dst);

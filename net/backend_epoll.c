@@ -130,7 +130,16 @@ static void epoll_client_shutdown(struct shard *s, struct client *c) {
   client_on_io_done(c);
 }
 
+static void epoll_stop_accepting(struct shard *s) {
+  struct epoll_state *e = s->backend_state;
+  if (s->listen_fd < 0) return;
+  ctl(e->epfd, EPOLL_CTL_DEL, s->listen_fd, 0, NULL);
+  close(s->listen_fd);
+  s->listen_fd = -1;
+}
+
 static void accept_ready(struct shard *s) {
+  if (s->listen_fd < 0) return;
   for (int i = 0; i < EPOLL_ACCEPTS_PER_EVENT; i++) {
     int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
@@ -203,6 +212,7 @@ const struct backend_ops backend_epoll_ops = {
     .client_pause_recv = epoll_client_pause_recv,
     .client_resume_recv = epoll_client_resume_recv,
     .client_shutdown = epoll_client_shutdown,
+    .stop_accepting = epoll_stop_accepting,
     .wake_peer = NULL,
     .poll = epoll_poll,
 };

@@ -201,6 +201,16 @@ static void uring_client_shutdown(struct shard *s, struct client *c) {
   finish_if_idle(c);
 }
 
+static void uring_stop_accepting(struct shard *s) {
+  struct uring_state *u = s->backend_state;
+  if (s->listen_fd < 0) return;
+  /* The multishot accept ends with -ECANCELED; on_accept() closes the
+   * listener then, so no completion refers to a closed descriptor. */
+  struct io_uring_sqe *sqe = get_sqe(u);
+  io_uring_prep_cancel_fd(sqe, s->listen_fd, 0);
+  io_uring_sqe_set_data64(sqe, TAG_CANCEL);
+}
+
 static void uring_client_pause_recv(struct shard *s, struct client *c) {
   struct uring_state *u = s->backend_state;
   if (!c->recv_armed) return;
@@ -273,7 +283,13 @@ static void on_accept(struct shard *s, struct uring_state *u, const struct io_ur
   } else if (cqe->res != -ECANCELED) {
     log_warn("shard %u: accept failed: %s", s->id, strerror(-cqe->res));
   }
-  if (!(cqe->flags & IORING_CQE_F_MORE) && !s->stop) arm_accept(s, u);
+  if (cqe->flags & IORING_CQE_F_MORE) return;
+  if (s->listen_fd >= 0 && !s->lame_duck) {
+    arm_accept(s, u);
+  } else if (s->listen_fd >= 0) {
+    close(s->listen_fd); /* the accept was cancelled for lame-duck mode */
+    s->listen_fd = -1;
+  }
 }
 
 static void handle_cqe(struct shard *s, struct uring_state *u, const struct io_uring_cqe *cqe) {
@@ -399,6 +415,7 @@ const struct backend_ops backend_uring_ops = {
     .client_pause_recv = uring_client_pause_recv,
     .client_resume_recv = uring_client_resume_recv,
     .client_shutdown = uring_client_shutdown,
+    .stop_accepting = uring_stop_accepting,
     .wake_peer = uring_wake_peer,
     .poll = uring_poll,
 };
