@@ -66,7 +66,11 @@ static void deliver_local(struct client *publisher, struct sub *sub, const char 
                           uint32_t subject_len, const char *reply, uint32_t reply_len,
                           const char *data, uint32_t header_len, uint32_t total_len) {
   struct client *c = sub->client;
-  if (c == NULL) return; /* TODO: internal subscribers arrive with JetStream */
+  if (c == NULL) {
+    if (sub->deliver != NULL)
+      sub->deliver(sub, subject, subject_len, reply, reply_len, data, header_len, total_len);
+    return;
+  }
   if (c == publisher && !c->echo) return;
   client_deliver(c, sub, subject, subject_len, reply, reply_len, data, header_len, total_len);
 }
@@ -172,9 +176,9 @@ static void deliver_plain_here(struct shard *s, struct msg *m) {
   if (r == NULL) return;
   for (uint32_t i = 0; i < r->plain_count; i++) {
     struct sub *sub = r->plain[i];
-    if (sub->shard_id != s->id || sub->client == NULL) continue;
-    client_deliver(sub->client, sub, m->subject, m->subject_len, m->reply, m->reply_len,
-                   m->data, m->header_len, m->total_len);
+    if (sub->shard_id != s->id) continue;
+    deliver_local(NULL, sub, m->subject, m->subject_len, m->reply, m->reply_len, m->data,
+                  m->header_len, m->total_len);
   }
 }
 
@@ -197,8 +201,8 @@ static void deliver_queue_here(struct shard *s, struct msg *m, struct shard_qpic
     return;
   }
   if (member->shard_id == s->id) {
-    client_deliver(member->client, member, m->subject, m->subject_len, m->reply, m->reply_len,
-                   m->data, m->header_len, m->total_len);
+    deliver_local(NULL, member, m->subject, m->subject_len, m->reply, m->reply_len, m->data,
+                  m->header_len, m->total_len);
     msg_release(m);
     free(q);
     return;
@@ -226,4 +230,45 @@ void route_on_entry(struct shard *s, const struct ring_entry *e) {
   default:
     ASSERT(!"unknown ring entry type");
   }
+}
+
+static void free_internal_sub(struct rcu_head *head) {
+  struct sub *sub = caa_container_of(head, struct sub, rcu);
+  free(sub->subject);
+  free(sub->queue);
+  free(sub);
+}
+
+struct sub *route_subscribe_internal(uint32_t shard_id, const char *subject, const char *queue,
+                                     void (*deliver)(struct sub *, const char *, uint32_t,
+                                                     const char *, uint32_t, const char *,
+                                                     uint32_t, uint32_t),
+                                     void *ctx) {
+  struct sub *sub = calloc(1, sizeof *sub);
+  if (sub == NULL) return NULL;
+  sub->subject = strdup(subject);
+  sub->subject_len = (uint32_t)strlen(subject);
+  if (queue != NULL) {
+    sub->queue = strdup(queue);
+    sub->queue_len = (uint32_t)strlen(queue);
+  }
+  sub->shard_id = shard_id;
+  sub->deliver = deliver;
+  sub->internal_ctx = ctx;
+  if (sub->subject == NULL || (queue != NULL && sub->queue == NULL) ||
+      sublist_insert(server.sublist, sub) != 0) {
+    free(sub->subject);
+    free(sub->queue);
+    free(sub);
+    return NULL;
+  }
+  return sub;
+}
+
+void route_unsubscribe_internal(struct sub *sub) {
+  if (sublist_remove(server.sublist, sub) != 0) {
+    sub->deliver = NULL; /* out of memory: leave it in the index, inert */
+    return;
+  }
+  call_rcu(&sub->rcu, free_internal_sub);
 }

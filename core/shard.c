@@ -32,6 +32,20 @@
 #define SHARD_SUBCACHE_CAPACITY 4096
 #define SHARD_TICK_MS 250
 
+void (*shard_on_start)(struct shard *s);
+
+int shard_add_hook(struct shard *s, bool (*run)(struct shard *s, void *ctx), void *ctx) {
+  if (s->hook_count == SHARD_HOOKS_MAX) return -ENOSPC;
+  s->hooks[s->hook_count++] = (struct shard_hook){.run = run, .ctx = ctx};
+  return 0;
+}
+
+static bool run_hooks(struct shard *s) {
+  bool busy = false;
+  for (uint32_t i = 0; i < s->hook_count; i++) busy |= s->hooks[i].run(s, s->hooks[i].ctx);
+  return busy;
+}
+
 int shard_create_all(void) {
   int n = server.shard_count;
   server.shards = calloc((size_t)n, sizeof *server.shards);
@@ -306,6 +320,7 @@ static void *shard_main(void *arg) {
     log_fatal("shard %u: %s backend start failed: %s", s->id, s->backend->name, strerror(-rc));
     exit(1);
   }
+  if (shard_on_start != NULL) shard_on_start(s);
 
   /* The shard loop runs until shutdown; every step inside is bounded. */
   bool stopping = false;
@@ -319,6 +334,7 @@ static void *shard_main(void *arg) {
     uint32_t handled = s->stalled_count > 0 ? 0 : drain_rings(s);
     control_run_pending(s);
     if (drain_overflow(s) && s->paused != NULL && s->stalled_count == 0) resume_paused(s);
+    bool hooks_busy = run_hooks(s);
     flush_dirty(s);
     reap_closed(s);
 
@@ -339,7 +355,7 @@ static void *shard_main(void *arg) {
     /* Sleep only when no ring has entries, announcing it first so that a
      * producer that pushes after the check wakes us. */
     int timeout = 0;
-    if (handled == 0 && s->dirty == NULL && s->reap == NULL) {
+    if (handled == 0 && !hooks_busy && s->dirty == NULL && s->reap == NULL) {
       atomic_store(&s->sleeping, 1);
       atomic_thread_fence(memory_order_seq_cst);
       bool stalled = s->stalled_count > 0;

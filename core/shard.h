@@ -41,6 +41,16 @@ struct shard_overflow {
   uint32_t cap;
 };
 
+/* Work a subsystem (JetStream, storage) runs once per loop iteration on
+ * the shard's thread. run returns true while it has more work, which keeps
+ * the shard from sleeping. */
+struct shard;
+struct shard_hook {
+  bool (*run)(struct shard *s, void *ctx);
+  void *ctx;
+};
+#define SHARD_HOOKS_MAX 4
+
 /* Per-shard counters, summed over shards when read. Padded so that two
  * shards never write the same cache line. */
 struct shard_stats {
@@ -83,8 +93,17 @@ struct shard {
    * main thread's watchdog: a value that stops moving means a stuck loop. */
   _Atomic uint64_t heartbeat;
   bool stop;
+  struct shard_hook hooks[SHARD_HOOKS_MAX];
+  uint32_t hook_count;
   struct shard_stats stats;
 };
+
+/* Called on each shard's thread after its event loop is set up and before
+ * it serves connections; set before shard_start_all(). */
+extern void (*shard_on_start)(struct shard *s);
+
+/* Adds a hook to s. Shard thread only. Returns 0 or -ENOSPC. */
+int shard_add_hook(struct shard *s, bool (*run)(struct shard *s, void *ctx), void *ctx);
 
 /* Creates the shards' structures and rings; starts no thread. */
 int shard_create_all(void);

@@ -21,6 +21,12 @@ struct sub {
   uint64_t delivered;      /* messages delivered so far */
   int64_t max_msgs;        /* auto-unsubscribe after this many; 0 = no limit */
   struct sub *next_in_client; /* the owning client's list of subscriptions */
+  /* Internal subscribers (client NULL), such as JetStream's: called on the
+   * owning shard's thread for each matching message. */
+  void (*deliver)(struct sub *sub, const char *subject, uint32_t subject_len,
+                  const char *reply, uint32_t reply_len, const char *data,
+                  uint32_t header_len, uint32_t total_len);
+  void *internal_ctx;
   struct rcu_head rcu;     /* for freeing after a grace period */
 };
 

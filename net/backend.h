@@ -55,6 +55,12 @@ struct backend_ops {
 extern const struct backend_ops backend_uring_ops;
 extern const struct backend_ops backend_epoll_ops;
 
+struct io_uring;
+
+/* Returns s's io_uring for subsystems that submit their own requests on
+ * it (storage), or NULL when s runs on epoll. Shard thread only. */
+struct io_uring *backend_uring_ring(struct shard *s);
+
 /* Probes whether io_uring can be set up with the features shoal needs.
  * Returns 0, or a negative errno and a reason in why. */
 int backend_uring_probe(char *why, unsigned why_len);

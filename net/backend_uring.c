@@ -19,6 +19,7 @@
 #include "core/log.h"
 #include "core/shard.h"
 #include "net/backend.h"
+#include "storage/io.h"
 
 #define URING_ENTRIES 4096
 #define URING_BUF_GROUP 0
@@ -312,7 +313,8 @@ static void handle_cqe(struct shard *s, struct uring_state *u, const struct io_u
   case TAG_PEER_WAKE:
     break;
   default:
-    ASSERT(!"unknown io_uring completion tag");
+    /* Storage requests carry their own tag in the top byte. */
+    if (!storage_uring_complete(cqe)) ASSERT(!"unknown io_uring completion tag");
   }
 }
 
@@ -419,3 +421,8 @@ const struct backend_ops backend_uring_ops = {
     .wake_peer = uring_wake_peer,
     .poll = uring_poll,
 };
+
+struct io_uring *backend_uring_ring(struct shard *s) {
+  if (s->backend != &backend_uring_ops || s->backend_state == NULL) return NULL;
+  return &((struct uring_state *)s->backend_state)->ring;
+}
