@@ -629,10 +629,10 @@ static uint64_t gaps_so_far(const struct run *run)
   uint64_t gaps = 0;
   for (uint32_t i = 0; i < run->count; i++) {
     const struct bench_client *c = &run->clients[i];
-    for (uint32_t p = 0; p < c->seqs_count; p++) gaps += c->seqs[p].highest - c->seqs[p].unique;
+    for (uint32_t p = 0; p < c->seqs_count; p++) gaps += bench_seq_lost(&c->seqs[p], 0);
   }
   for (uint32_t p = 0; run->group_seqs != NULL && p < run->pubs; p++) {
-    gaps += run->group_seqs[p].highest - run->group_seqs[p].unique;
+    gaps += bench_seq_lost(&run->group_seqs[p], 0);
   }
   return gaps;
 }

@@ -55,6 +55,7 @@ int bench_seq_add(struct bench_seq *seq, uint64_t n)
     if (seq->seen == NULL) return -ENOMEM;
   }
 
+  if (seq->lowest == 0 || n < seq->lowest) seq->lowest = n;
   if (n > seq->highest) {
     advance(seq, n);
     return 0;
@@ -80,5 +81,6 @@ int bench_seq_add(struct bench_seq *seq, uint64_t n)
 uint64_t bench_seq_lost(const struct bench_seq *seq, uint64_t sent)
 {
   uint64_t expected = sent > seq->highest ? sent : seq->highest;
+  if (sent == 0 && seq->lowest > 0) expected = seq->highest - seq->lowest + 1;
   return expected > seq->unique ? expected - seq->unique : 0;
 }

@@ -18,6 +18,7 @@
 
 struct bench_seq {
   uint64_t highest;       /* highest sequence seen, 0 before the first */
+  uint64_t lowest;        /* lowest sequence seen, 0 before the first */
   uint64_t unique;        /* distinct sequences seen */
   uint64_t duplicated;    /* messages whose sequence was seen before */
   uint64_t out_of_order;  /* first arrivals below the highest sequence seen */
@@ -36,8 +37,10 @@ void bench_seq_free(struct bench_seq *seq);
  * bitmap cannot be allocated. */
 int bench_seq_add(struct bench_seq *seq, uint64_t n);
 
-/* Returns how many of the first max(sent, highest) sequences never arrived:
- * sent is the number the publisher reports having sent, or 0 when unknown. */
+/* Returns how many sequences never arrived. sent is the number the publisher
+ * reports having sent, and then sequences 1 to max(sent, highest) count.
+ * When sent is 0 (a publisher in another process, which may have started
+ * before the subscriber), sequences lowest to highest count. */
 uint64_t bench_seq_lost(const struct bench_seq *seq, uint64_t sent);
 
 #endif

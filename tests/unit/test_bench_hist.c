@@ -227,9 +227,22 @@ Test(bench_seq, gaps_count_as_lost)
   cr_assert_eq(bench_seq_lost(&seq, 10), 4);
   /* The publisher sent 12: the tail that never arrived is lost too. */
   cr_assert_eq(bench_seq_lost(&seq, 12), 6);
-  /* An unknown sender count falls back to the highest sequence seen. */
+  /* An unknown sender count falls back to the lowest and highest seen. */
   cr_assert_eq(bench_seq_lost(&seq, 0), 4);
   cr_assert_eq(seq.out_of_order, 0);
+  bench_seq_free(&seq);
+}
+
+Test(bench_seq, unknown_sender_counts_from_lowest)
+{
+  /* A subscriber that joined late first sees sequence 5. */
+  struct bench_seq seq;
+  bench_seq_init(&seq);
+  uint64_t numbers[] = {5, 6, 8, 9};
+  add_all(&seq, numbers, 4);
+  cr_assert_eq(bench_seq_lost(&seq, 0), 1);
+  cr_assert_eq(bench_seq_lost(&seq, 9), 5);
+  cr_assert_eq(seq.lowest, 5);
   bench_seq_free(&seq);
 }
 
