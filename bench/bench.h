@@ -41,6 +41,9 @@ struct bench_opts {
   char url[300];
   char host[256];
   uint16_t port;
+  char user[128];        /* empty when not given */
+  char pass[128];
+  char token[256];
   uint64_t msgs;         /* messages to measure; 0 runs for duration_s */
   double duration_s;     /* measured time when msgs is 0 */
   uint32_t size;         /* payload bytes */

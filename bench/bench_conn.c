@@ -21,11 +21,6 @@
 #define OUT_CAP_INITIAL (1u << 20)
 #define SOCKET_BUFFER_BYTES (4 << 20)
 
-static const char connect_line[] =
-    "CONNECT {\"verbose\":false,\"pedantic\":false,\"tls_required\":false,"
-    "\"name\":\"shoal-bench\",\"lang\":\"c\",\"version\":\"" SHOAL_VERSION "\","
-    "\"protocol\":1,\"echo\":true,\"headers\":true,\"no_responders\":true}\r\n"
-    "PING\r\n";
 
 static int64_t now_ms(void)
 {
@@ -40,11 +35,21 @@ static int fail(struct bench_conn *conn, int err, const char *fmt, const char *d
   return err;
 }
 
-int bench_conn_parse_url(const char *url, char *host, size_t host_size, uint16_t *port)
+int bench_conn_parse_url(const char *url, char *host, size_t host_size, uint16_t *port,
+                         char *userinfo, size_t userinfo_size)
 {
   const char *p = url;
   if (strncmp(p, "nats://", 7) == 0) p += 7;
-  if (strchr(p, '@') != NULL || strchr(p, '/') != NULL) return -EINVAL;
+  userinfo[0] = '\0';
+  const char *at = strrchr(p, '@');
+  if (at != NULL) {
+    size_t len = (size_t)(at - p);
+    if (len >= userinfo_size) return -EINVAL;
+    memcpy(userinfo, p, len);
+    userinfo[len] = '\0';
+    p = at + 1;
+  }
+  if (strchr(p, '/') != NULL) return -EINVAL;
 
   const char *colon = strrchr(p, ':');
   size_t host_len = colon ? (size_t)(colon - p) : strlen(p);
@@ -132,6 +137,36 @@ static void read_info(struct bench_conn *conn, const struct proto_cmd *cmd)
   cJSON_Delete(info);
 }
 
+/* Queues CONNECT and PING. cJSON builds the JSON so credentials with quotes or
+ * backslashes stay valid. */
+static int send_connect(struct bench_conn *conn, const struct bench_conn_auth *auth)
+{
+  cJSON *o = cJSON_CreateObject();
+  if (o == NULL) return -ENOMEM;
+  cJSON_AddBoolToObject(o, "verbose", false);
+  cJSON_AddBoolToObject(o, "pedantic", false);
+  cJSON_AddBoolToObject(o, "tls_required", false);
+  cJSON_AddStringToObject(o, "name", "shoal-bench");
+  cJSON_AddStringToObject(o, "lang", "c");
+  cJSON_AddStringToObject(o, "version", SHOAL_VERSION);
+  cJSON_AddNumberToObject(o, "protocol", 1);
+  cJSON_AddBoolToObject(o, "echo", true);
+  cJSON_AddBoolToObject(o, "headers", true);
+  cJSON_AddBoolToObject(o, "no_responders", true);
+  if (auth != NULL && auth->user != NULL && auth->user[0]) cJSON_AddStringToObject(o, "user", auth->user);
+  if (auth != NULL && auth->pass != NULL && auth->pass[0]) cJSON_AddStringToObject(o, "pass", auth->pass);
+  if (auth != NULL && auth->token != NULL && auth->token[0]) cJSON_AddStringToObject(o, "auth_token", auth->token);
+  char *json = cJSON_PrintUnformatted(o);
+  cJSON_Delete(o);
+  if (json == NULL) return -ENOMEM;
+
+  int rc = bench_conn_append(conn, "CONNECT ", 8);
+  if (rc == 0) rc = bench_conn_append(conn, json, strlen(json));
+  if (rc == 0) rc = bench_conn_append(conn, "\r\nPING\r\n", 8);
+  free(json);
+  return rc;
+}
+
 /* Reads commands until one of type until arrives, replying to PING and
  * storing INFO on the way. Returns 0 or a negative errno with conn->error set. */
 static int handshake_wait(struct bench_conn *conn, enum proto_op until, int64_t deadline_ms)
@@ -167,7 +202,7 @@ static int handshake_wait(struct bench_conn *conn, enum proto_op until, int64_t 
 }
 
 int bench_conn_open(struct bench_conn *conn, const char *host, uint16_t port,
-                    const char *name, int timeout_ms)
+                    const char *name, const struct bench_conn_auth *auth, int timeout_ms)
 {
   memset(conn, 0, sizeof(*conn));
   conn->fd = -1;
@@ -186,7 +221,7 @@ int bench_conn_open(struct bench_conn *conn, const char *host, uint16_t port,
 
   int rc = connect_socket(conn, host, port, deadline_ms);
   if (rc == 0) rc = handshake_wait(conn, PROTO_OP_INFO, deadline_ms);
-  if (rc == 0) rc = bench_conn_append(conn, connect_line, sizeof(connect_line) - 1);
+  if (rc == 0) rc = send_connect(conn, auth);
   if (rc == 0) rc = bench_conn_flush_wait(conn, (int)(deadline_ms - now_ms()));
   if (rc == 0) rc = handshake_wait(conn, PROTO_OP_PONG, deadline_ms);
   if (rc < 0) {

@@ -16,6 +16,13 @@
  * max_payload (1 MiB by default, 64 MiB at most in nats-server) never fits. */
 #define BENCH_CONN_BUFFER_MAX (72u << 20)
 
+/* Credentials sent in CONNECT; NULL or empty fields are left out. */
+struct bench_conn_auth {
+  const char *user;
+  const char *pass;
+  const char *token;
+};
+
 struct bench_conn {
   int fd;
   char name[32];          /* "pub 0", "sub 3": used in error messages */
@@ -36,13 +43,14 @@ struct bench_conn {
   char error[384];        /* why the last call failed, for the user */
 };
 
-/* Connects conn to host:port, reads INFO, sends CONNECT and PING and waits for
- * the PONG, all within timeout_ms; the socket is nonblocking afterwards.
- * name labels the connection in errors. Returns 0, or a negative errno with
- * conn->error set: -ECONNREFUSED and other connect errors, -ETIMEDOUT, -EPROTO
- * for -ERR or a malformed reply (conn->error contains the server's text). */
+/* Connects conn to host:port, reads INFO, sends CONNECT and PING and waits
+ * for the PONG, all within timeout_ms. auth may be NULL. The socket is
+ * nonblocking afterwards, and name labels the connection in errors.
+ * Returns 0, or a negative errno with conn->error set: -ECONNREFUSED and
+ * other connect errors, -ETIMEDOUT, or -EPROTO for a malformed reply or for
+ * -ERR (an authorization failure, for example), with the server's text. */
 int bench_conn_open(struct bench_conn *conn, const char *host, uint16_t port,
-                    const char *name, int timeout_ms);
+                    const char *name, const struct bench_conn_auth *auth, int timeout_ms);
 
 /* Closes the socket and frees the buffers of conn. */
 void bench_conn_close(struct bench_conn *conn);
@@ -85,8 +93,11 @@ int bench_conn_next(struct bench_conn *conn, struct proto_cmd *cmd);
  * -ETIMEDOUT or another negative errno with conn->error set. */
 int bench_conn_flush_wait(struct bench_conn *conn, int timeout_ms);
 
-/* Splits "nats://host:port", "host:port" or "host" into host and port (4222
- * when absent). Returns 0, or -EINVAL when url is malformed. */
-int bench_conn_parse_url(const char *url, char *host, size_t host_size, uint16_t *port);
+/* Splits "nats://[user:pass@]host:port", "host:port" or "host" into host and
+ * port (4222 when absent). The user and password, when present, are copied
+ * into userinfo as "user:pass" (empty otherwise). Returns 0, or -EINVAL when
+ * url is malformed or a part does not fit. */
+int bench_conn_parse_url(const char *url, char *host, size_t host_size, uint16_t *port,
+                         char *userinfo, size_t userinfo_size);
 
 #endif

@@ -444,7 +444,9 @@ static int open_client(struct run *run, struct bench_client *c)
 {
   char name[32];
   name_client(run, c, name, sizeof(name));
-  int rc = bench_conn_open(&c->conn, run->opts->host, run->opts->port, name, CONNECT_TIMEOUT_MS);
+  const struct bench_opts *opts = run->opts;
+  struct bench_conn_auth auth = {.user = opts->user, .pass = opts->pass, .token = opts->token};
+  int rc = bench_conn_open(&c->conn, opts->host, opts->port, name, &auth, CONNECT_TIMEOUT_MS);
   if (rc < 0) {
     fprintf(stderr, "shoal-bench: %s\n", c->conn.error);
     return rc;

@@ -51,7 +51,10 @@ static void usage(FILE *out)
           "            JetStream scenarios: not implemented yet\n"
           "\n"
           "Options:\n"
-          "  --url URL          server address (default nats://127.0.0.1:4222)\n"
+          "  --url URL          server address, nats://[USER:PASS@]HOST:PORT (default\n"
+          "                     nats://127.0.0.1:4222)\n"
+          "  --user U, --pass P user and password for the server's authorization\n"
+          "  --token T          authorization token\n"
           "  --msgs N           messages to measure over all publishers (default: run\n"
           "                     for --duration)\n"
           "  --duration S       seconds to measure when --msgs is not given (default 5)\n"
@@ -75,9 +78,9 @@ static void usage(FILE *out)
           "                     is a terminal)\n"
           "  --help             show this text\n"
           "\n"
-          "Exit status: 0 on success, 1 when the run failed (server unreachable, -ERR,\n"
-          "connection closed, timeout), 2 for invalid options, 3 when messages were\n"
-          "lost or duplicated.\n",
+          "Exit status: 0 on success, 1 when the run failed (server unreachable,\n"
+          "authorization failed, -ERR, connection closed, timeout), 2 for invalid\n"
+          "options, 3 when messages were lost or duplicated.\n",
           BENCH_PAYLOAD_MIN);
 }
 
@@ -133,14 +136,46 @@ static int copy_text(const char *name, const char *value, char *dst, size_t size
   return 0;
 }
 
+/* Takes host, port and any user:pass from url; the printed URL drops the
+ * password so it never reaches the summary. */
+static int apply_url(const char *url, struct bench_opts *opts)
+{
+  char userinfo[256];
+  if (bench_conn_parse_url(url, opts->host, sizeof(opts->host), &opts->port, userinfo, sizeof(userinfo)) < 0) {
+    return bad_option("--url", url, "nats://[USER:PASS@]HOST:PORT");
+  }
+  if (userinfo[0]) {
+    char *colon = strchr(userinfo, ':');
+    if (colon != NULL) *colon = '\0';
+    if (strlen(userinfo) >= sizeof(opts->user) || (colon && strlen(colon + 1) >= sizeof(opts->pass))) {
+      return bad_option("--url", "(credentials)", "a user and password under 128 bytes each");
+    }
+    strcpy(opts->user, userinfo);
+    if (colon != NULL) strcpy(opts->pass, colon + 1);
+  }
+  snprintf(opts->url, sizeof(opts->url), "nats://%s:%u", opts->host, opts->port);
+  return 0;
+}
+
+/* Copies a credential: any bytes but NUL, up to size - 1. */
+static int copy_secret(const char *name, const char *value, char *dst, size_t size)
+{
+  if (strlen(value) >= size) return bad_option(name, "(hidden)", "a shorter value");
+  strcpy(dst, value);
+  return 0;
+}
+
 enum {
-  OPT_URL = 256, OPT_MSGS, OPT_DURATION, OPT_SIZE, OPT_PUBS, OPT_SUBS, OPT_SUBJECT, OPT_QUEUE,
+  OPT_URL = 256, OPT_USER, OPT_PASS, OPT_TOKEN, OPT_MSGS, OPT_DURATION, OPT_SIZE, OPT_PUBS, OPT_SUBS, OPT_SUBJECT, OPT_QUEUE,
   OPT_RATE, OPT_WARMUP, OPT_TIMEOUT, OPT_WINDOW, OPT_BATCH, OPT_SERVER_PID, OPT_JSON, OPT_NO_LIVE,
   OPT_HELP,
 };
 
 static const struct option long_options[] = {
     {"url", required_argument, NULL, OPT_URL},
+    {"user", required_argument, NULL, OPT_USER},
+    {"pass", required_argument, NULL, OPT_PASS},
+    {"token", required_argument, NULL, OPT_TOKEN},
     {"msgs", required_argument, NULL, OPT_MSGS},
     {"duration", required_argument, NULL, OPT_DURATION},
     {"size", required_argument, NULL, OPT_SIZE},
@@ -167,11 +202,10 @@ static int apply_option(int opt, const char *arg, struct bench_opts *opts, bool 
   int rc = 0;
   switch (opt) {
   case OPT_URL:
-    if (bench_conn_parse_url(arg, opts->host, sizeof(opts->host), &opts->port) < 0) {
-      return bad_option("--url", arg, "nats://HOST:PORT");
-    }
-    snprintf(opts->url, sizeof(opts->url), "%s", arg);
-    return 0;
+    return apply_url(arg, opts);
+  case OPT_USER: return copy_secret("--user", arg, opts->user, sizeof(opts->user));
+  case OPT_PASS: return copy_secret("--pass", arg, opts->pass, sizeof(opts->pass));
+  case OPT_TOKEN: return copy_secret("--token", arg, opts->token, sizeof(opts->token));
   case OPT_MSGS: return parse_count("--msgs", arg, 1, 1e15, &opts->msgs);
   case OPT_DURATION: return parse_number("--duration", arg, 0.001, 86400, &opts->duration_s);
   case OPT_SIZE:

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # Runs every shoal-bench scenario briefly against a real server on a free
-# loopback port and checks that the JSON summary's counts add up, then checks
-# the error exits. Usage: test_bench_run.sh SHOAL_BENCH SERVER [SERVER_ARGS...]
+# loopback port and checks that the JSON summary's counts add up. Then it
+# checks the error exits and the credentials options. Usage: test_bench_run.sh SHOAL_BENCH SERVER [SERVER_ARGS...]
 # The server gets "-a 127.0.0.1 -p PORT" followed by SERVER_ARGS. Needs jq
 # and perl. Exits 77 (skipped for ctest) when the server binary is missing.
 set -euo pipefail
@@ -18,19 +18,32 @@ port=$(perl -MIO::Socket::INET -e '
     or die "cannot bind a loopback port: $!\n";
   print $s->sockport, "\n";')
 log=$(mktemp /tmp/shoal-bench-test.XXXXXX)
-"$server" -a 127.0.0.1 -p "$port" "${server_args[@]}" >"$log" 2>&1 &
-server_pid=$!
-cleanup() {
+server_pid=""
+stop_server() {
+  [ -n "$server_pid" ] || return 0
   kill "$server_pid" 2>/dev/null || true
   wait "$server_pid" 2>/dev/null || true
+  server_pid=""
+}
+cleanup() {
+  stop_server
   rm -f "$log"
 }
 trap cleanup EXIT
 
-for _ in $(seq 50); do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
-  sleep 0.1
-done
+# start_server EXTRA_ARGS...: starts the server and waits up to 5 s for it.
+start_server() {
+  "$server" -a 127.0.0.1 -p "$port" "${server_args[@]}" "$@" >>"$log" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 50); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "FAIL: the server did not listen on 127.0.0.1:$port within 5 s"
+  cat "$log"
+  exit 1
+}
+start_server
 url="nats://127.0.0.1:$port"
 failures=0
 
@@ -116,6 +129,16 @@ expect_exit "unreachable server" 1 "Connection refused" pub --url "nats://127.0.
 expect_exit "payload over max" 1 "max_payload" pub --url "$url" --msgs 10 --size 2000000
 expect_exit "jetstream not yet" 1 "not implemented yet" js-pub --url "$url"
 expect_exit "invalid size" 2 "invalid --size" pub --url "$url" --size 4
+
+# Credentials from options and from the URL; a missing one fails the run.
+stop_server
+start_server --user bench --pass 'se"cr\et'
+json=$(run "auth options" pub --msgs 1000 --user bench --pass 'se"cr\et')
+check "auth options" "$json" '.published.msgs == 1000'
+url="nats://bench:se\"cr\\et@127.0.0.1:$port"
+json=$(run "auth url" pub --msgs 1000)
+check "auth url" "$json" '.published.msgs == 1000' '.url | contains("se") | not'
+expect_exit "auth missing" 1 "Authorization Violation" pub --url "nats://127.0.0.1:$port" --msgs 10
 
 if [ $failures -ne 0 ]; then
   echo "$failures checks failed; server log:"
