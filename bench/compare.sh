@@ -195,6 +195,9 @@ run_crosscheck() {
     "$libnats_bench" pubsub "$url" 1000000 16 >"$c.libnats.pubsub.$round.json" || true
     "$bench" reqrep --url "$url" --msgs 2000 --json --no-live >"$c.shoal-bench.reqrep.$round.json" || true
     "$libnats_bench" reqrep "$url" 2000 16 >"$c.libnats.reqrep.$round.json" || true
+    "$bench" pubsub --url "$url" --msgs 60000 --rate 20000 --server-pid "$pid" --json --no-live \
+      >"$c.shoal-bench.rate.$round.json" || true
+    "$libnats_bench" pubsub "$url" 60000 16 20000 "$pid" >"$c.libnats.rate.$round.json" || true
     cleanup
   done
 }
@@ -276,6 +279,10 @@ if [ -x "$libnats_bench" ]; then
     check_row "request-reply, requests/s (thousands)" ".received.msgs_per_s" ".msgs_per_s" 1000 2 reqrep
     check_row "request-reply, latency p50 (us)" ".latency_ns.p50" ".p50_ns" 1000 1 reqrep
     check_row "request-reply, client CPU (ns/request)" ".cpu.client_ns_per_msg" ".client_ns_per_msg" 1 0 reqrep
+    check_row "pub/sub at 20k msgs/s, latency p50 (us)" ".latency_ns.p50" ".p50_ns" 1000 1 rate
+    check_row "pub/sub at 20k msgs/s, latency p99 (us)" ".latency_ns.p99" ".p99_ns" 1000 1 rate
+    check_row "pub/sub at 20k msgs/s, server CPU (ns/msg)" ".cpu.server_ns_per_msg" ".server_ns_per_msg" 1 0 rate
+    check_row "pub/sub at 20k msgs/s, client CPU (ns/msg)" ".cpu.client_ns_per_msg" ".client_ns_per_msg" 1 0 rate
   )
 fi
 
@@ -341,9 +348,12 @@ $table
 \`libnats-bench\` (bench/libnats/) runs the same scenarios through the nats.c
 client library as an application would: natsConnection_Publish, an
 asynchronous subscription with unlimited pending limits, and
-natsConnection_Request on connections with natsOptions_SetSendAsap. Both
-tools run against nats-server with the same message counts (1,000,000
-messages of 16 B, 2,000 requests), alternating, over $crosscheck_rounds rounds.
+natsConnection_Request on connections with natsOptions_SetSendAsap (also
+used for the paced run). Both tools run against nats-server with the same
+message counts (1,000,000 messages of 16 B unpaced, 60,000 at 20,000 msgs/s,
+2,000 requests), alternating, over $crosscheck_rounds rounds. The paced run
+holds both clients to the same load, so there the server CPU per message
+compares how each client's traffic costs the server.
 
 ${crosscheck:-libnats-bench was not built, so this run has no cross-check.}
 
