@@ -242,7 +242,8 @@ int main(int argc, char **argv)
   double rate = argc > 5 ? strtod(argv[5], NULL) : 0;
   int server_pid = argc > 6 ? atoi(argv[6]) : 0;
   if (msgs <= 0 || size < 0 || size > (1 << 20) || rate < 0) {
-    fprintf(stderr, "libnats-bench: invalid MSGS '%s', SIZE '%s' or RATE\n", argv[3], argv[4]);
+    fprintf(stderr, "libnats-bench: invalid arguments MSGS '%s', SIZE '%s', RATE '%s': expected MSGS above 0, "
+                    "SIZE from 0 to 1048576 and RATE of 0 or more\n", argv[3], argv[4], argc > 5 ? argv[5] : "0");
     return 2;
   }
   char *payload = calloc(1, (size_t)size + 1);
