@@ -23,6 +23,10 @@
 /* The status message sent to a requester whose request matched nobody. */
 static const char no_responders_header[] = "NATS/1.0 503\r\n\r\n";
 
+/* Messages up to this size travel to other shards copied into a batch;
+ * larger ones are stored once and shared by reference. */
+#define ROUTE_BATCH_MSG_MAX (4 * 1024)
+
 /* A small xorshift generator per thread, for picking queue members. */
 static _Thread_local uint64_t pick_state = 0x9e3779b97f4a7c15ULL;
 
@@ -146,12 +150,7 @@ bool route_publish(struct shard *s, struct client *publisher,
 
   uint32_t refs = remote_count + pick_count;
   if (refs == 0) return true;
-  struct msg *m = msg_create(subject, subject_len, reply, reply_len, data, header_len,
-                             total_len, refs);
-  if (m == NULL) return true;
-  m->publisher_cid = publisher ? publisher->cid : 0;
 
-  bool room = true;
   if (publisher != NULL) {
     for (int i = 0; i < 4; i++) publisher->remote_shards[i] |= plan.plain_mask[i];
     for (uint32_t i = 0; i < pick_count; i++) {
@@ -159,6 +158,29 @@ bool route_publish(struct shard *s, struct client *publisher,
       publisher->remote_shards[dst >> 6] |= 1ULL << (dst & 63);
     }
   }
+
+  bool room = true;
+  if (total_len <= ROUTE_BATCH_MSG_MAX) {
+    /* Small: a copy in each destination's batch. */
+    for (uint32_t dst = 0; dst < (uint32_t)server.shard_count; dst++) {
+      if ((plan.plain_mask[dst >> 6] & (1ULL << (dst & 63))) == 0) continue;
+      room &= shard_batch_append(s, dst, SHARD_RECORD_PLAIN, 0, subject, subject_len, reply,
+                                 reply_len, NULL, 0, data, header_len, total_len);
+    }
+    for (uint32_t i = 0; i < pick_count; i++) {
+      const struct sublist_qgroup *g = remote_groups[i];
+      room &= shard_batch_append(s, remote_picks[i]->shard_id, SHARD_RECORD_QUEUE, 1, subject,
+                                 subject_len, reply, reply_len, g->queue,
+                                 (uint16_t)g->queue_len, data, header_len, total_len);
+    }
+    return room;
+  }
+
+  /* Large: stored once and shared by reference. */
+  struct msg *m = msg_create(subject, subject_len, reply, reply_len, data, header_len,
+                             total_len, refs);
+  if (m == NULL) return true;
+  m->publisher_cid = publisher ? publisher->cid : 0;
   for (uint32_t dst = 0; dst < (uint32_t)server.shard_count; dst++) {
     if ((plan.plain_mask[dst >> 6] & (1ULL << (dst & 63))) == 0) continue;
     struct ring_entry e = {.type = SHARD_ENTRY_MSG, .ptr = m};
@@ -171,62 +193,97 @@ bool route_publish(struct shard *s, struct client *publisher,
   return room;
 }
 
-static void deliver_plain_here(struct shard *s, struct msg *m) {
-  const struct sublist_result *r = subcache_match(s->cache, m->subject, m->subject_len);
+/* A message as delivered on the destination shard, from a batch record or
+ * a shared buffer. */
+struct msg_view {
+  const char *subject, *reply, *data;
+  uint32_t subject_len, reply_len, header_len, total_len;
+};
+
+static void deliver_plain_here(struct shard *s, const struct msg_view *v) {
+  const struct sublist_result *r = subcache_match(s->cache, v->subject, v->subject_len);
   if (r == NULL) return;
   for (uint32_t i = 0; i < r->plain_count; i++) {
     struct sub *sub = r->plain[i];
     if (sub->shard_id != s->id) continue;
-    deliver_local(NULL, sub, m->subject, m->subject_len, m->reply, m->reply_len, m->data,
-                  m->header_len, m->total_len);
+    deliver_local(NULL, sub, v->subject, v->subject_len, v->reply, v->reply_len, v->data,
+                  v->header_len, v->total_len);
   }
 }
 
-/* Delivers to one local member of the queue group named in q, or passes
- * the message to another shard that has a member. */
-static void deliver_queue_here(struct shard *s, struct msg *m, struct shard_qpick *q) {
-  const struct sublist_result *r = subcache_match(s->cache, m->subject, m->subject_len);
+/* Delivers to one local member of the queue group, or passes the message
+ * to another shard that has a member. Returns the member's shard when the
+ * message must travel on, or -1 when it was delivered or has no member. */
+static int deliver_queue_here(struct shard *s, const struct msg_view *v, const char *queue,
+                              uint32_t queue_len, uint32_t hops) {
+  const struct sublist_result *r = subcache_match(s->cache, v->subject, v->subject_len);
   const struct sublist_qgroup *g = NULL;
   for (uint32_t i = 0; r != NULL && i < r->group_count; i++) {
-    if (r->groups[i].queue_len == q->queue_len &&
-        memcmp(r->groups[i].queue, q->queue, q->queue_len) == 0) {
+    if (r->groups[i].queue_len == queue_len && memcmp(r->groups[i].queue, queue, queue_len) == 0) {
       g = &r->groups[i];
       break;
     }
   }
   struct sub *member = g ? pick_member(s, g, NULL) : NULL;
-  if (member == NULL) {
-    msg_release(m);
-    free(q);
-    return;
-  }
+  if (member == NULL) return -1;
   if (member->shard_id == s->id) {
-    deliver_local(NULL, member, m->subject, m->subject_len, m->reply, m->reply_len, m->data,
-                  m->header_len, m->total_len);
-    msg_release(m);
-    free(q);
+    deliver_local(NULL, member, v->subject, v->subject_len, v->reply, v->reply_len, v->data,
+                  v->header_len, v->total_len);
+    return -1;
+  }
+  /* Every shard tried: the members left while the message travelled. */
+  if (hops >= (uint32_t)server.shard_count) return -1;
+  return (int)member->shard_id;
+}
+
+void route_on_record(struct shard *s, const struct shard_record *r) {
+  const char *p = (const char *)(r + 1);
+  struct msg_view v = {.subject = p, .subject_len = r->subject_len,
+                       .reply = p + r->subject_len, .reply_len = r->reply_len,
+                       .header_len = r->header_len, .total_len = r->total_len};
+  const char *queue = v.reply + r->reply_len;
+  v.data = queue + r->queue_len;
+  if (r->kind == SHARD_RECORD_PLAIN) {
+    deliver_plain_here(s, &v);
     return;
   }
-  if (q->hops >= (uint32_t)server.shard_count) {
-    msg_release(m); /* every shard tried: the members left as it travelled */
-    free(q);
-    return;
+  int next = deliver_queue_here(s, &v, queue, r->queue_len, r->hops);
+  if (next >= 0) {
+    shard_batch_append(s, (uint32_t)next, SHARD_RECORD_QUEUE, (uint8_t)(r->hops + 1), v.subject,
+                       v.subject_len, v.reply, v.reply_len, queue, r->queue_len, v.data,
+                       v.header_len, v.total_len);
   }
-  q->hops++;
-  struct ring_entry e = {.type = SHARD_ENTRY_QUEUE_MSG, .ptr = m, .a = (uint64_t)(uintptr_t)q};
-  shard_send(s, member->shard_id, &e);
+}
+
+static struct msg_view view_of(const struct msg *m) {
+  return (struct msg_view){.subject = m->subject, .subject_len = m->subject_len,
+                           .reply = m->reply, .reply_len = m->reply_len, .data = m->data,
+                           .header_len = m->header_len, .total_len = m->total_len};
 }
 
 void route_on_entry(struct shard *s, const struct ring_entry *e) {
   struct msg *m = e->ptr;
   switch (e->type) {
-  case SHARD_ENTRY_MSG:
-    deliver_plain_here(s, m);
+  case SHARD_ENTRY_MSG: {
+    struct msg_view v = view_of(m);
+    deliver_plain_here(s, &v);
     msg_release(m);
     break;
-  case SHARD_ENTRY_QUEUE_MSG:
-    deliver_queue_here(s, m, (struct shard_qpick *)(uintptr_t)e->a);
+  }
+  case SHARD_ENTRY_QUEUE_MSG: {
+    struct shard_qpick *q = (struct shard_qpick *)(uintptr_t)e->a;
+    struct msg_view v = view_of(m);
+    int next = deliver_queue_here(s, &v, q->queue, q->queue_len, q->hops);
+    if (next < 0) {
+      msg_release(m);
+      free(q);
+      break;
+    }
+    q->hops++;
+    struct ring_entry fwd = {.type = SHARD_ENTRY_QUEUE_MSG, .ptr = m, .a = (uint64_t)(uintptr_t)q};
+    shard_send(s, (uint32_t)next, &fwd);
     break;
+  }
   default:
     ASSERT(!"unknown ring entry type");
   }

@@ -33,6 +33,11 @@ struct sub *route_subscribe_internal(uint32_t shard_id, const char *subject, con
 /* Removes an internal subscription and frees it after a grace period. */
 void route_unsubscribe_internal(struct sub *sub);
 
+struct shard_record;
+
+/* Delivers one batched message received from another shard. */
+void route_on_record(struct shard *s, const struct shard_record *r);
+
 /* Delivers one entry received from another shard's ring. */
 void route_on_entry(struct shard *s, const struct ring_entry *e);
 

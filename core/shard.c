@@ -59,7 +59,8 @@ int shard_create_all(void) {
     s->listen_fd = -1;
     s->in = calloc((size_t)n, sizeof *s->in);
     s->overflow = calloc((size_t)n, sizeof *s->overflow);
-    if (s->in == NULL || s->overflow == NULL) return -ENOMEM;
+    s->batch = calloc((size_t)n, sizeof *s->batch);
+    if (s->in == NULL || s->overflow == NULL || s->batch == NULL) return -ENOMEM;
     for (int src = 0; src < n; src++) {
       if (src == i) continue;
       s->in[src] = ring_create(SHARD_RING_CAPACITY);
@@ -103,8 +104,12 @@ static bool overflow_push(struct shard_overflow *o, const struct ring_entry *e) 
   return true;
 }
 
+static void flush_batch(struct shard *s, uint32_t dst);
+
 bool shard_send(struct shard *s, uint32_t dst, const struct ring_entry *e) {
   ASSERT(dst != s->id);
+  /* Batched messages were published first: they go first. */
+  if (e->type != SHARD_ENTRY_BATCH && s->batch[dst] != NULL) flush_batch(s, dst);
   struct shard *d = server.shards[dst];
   struct shard_overflow *o = &s->overflow[dst];
   /* Entries already waiting go first, to keep per-pair FIFO order. */
@@ -121,6 +126,68 @@ bool shard_send(struct shard *s, uint32_t dst, const struct ring_entry *e) {
   return false;
 }
 
+/* A batch grows to this size before it is sent ahead of the iteration's
+ * end; 64 KiB keeps the copy cache-resident. */
+#define SHARD_BATCH_BYTES (64 * 1024)
+
+static void flush_batch(struct shard *s, uint32_t dst) {
+  struct shard_batch *b = s->batch[dst];
+  s->batch[dst] = NULL;
+  struct ring_entry e = {.type = SHARD_ENTRY_BATCH, .ptr = b};
+  shard_send(s, dst, &e);
+}
+
+static void flush_batches(struct shard *s) {
+  for (uint32_t dst = 0; dst < (uint32_t)server.shard_count; dst++) {
+    if (s->batch[dst] != NULL) flush_batch(s, dst);
+  }
+}
+
+bool shard_batch_append(struct shard *s, uint32_t dst, enum shard_record_kind kind,
+                        uint8_t hops, const char *subject, uint32_t subject_len,
+                        const char *reply, uint32_t reply_len, const char *queue,
+                        uint16_t queue_len, const char *data, uint32_t header_len,
+                        uint32_t total_len) {
+  ASSERT(dst != s->id);
+  uint32_t size = (uint32_t)sizeof(struct shard_record) + subject_len + reply_len + queue_len +
+                  total_len;
+  size = (size + 7) & ~7u;
+
+  struct shard_batch *b = s->batch[dst];
+  if (b != NULL && b->len + size > b->cap) {
+    flush_batch(s, dst);
+    b = NULL;
+  }
+  if (b == NULL) {
+    uint32_t cap = size > SHARD_BATCH_BYTES ? size : SHARD_BATCH_BYTES;
+    b = malloc(sizeof *b + cap);
+    if (b == NULL) {
+      log_error("shard %u: out of memory batching for shard %u, message dropped", s->id, dst);
+      return true;
+    }
+    b->count = 0;
+    b->len = 0;
+    b->cap = cap;
+    s->batch[dst] = b;
+  }
+
+  struct shard_record *r = (struct shard_record *)(b->data + b->len);
+  *r = (struct shard_record){.kind = (uint8_t)kind, .hops = hops, .queue_len = queue_len,
+                             .subject_len = subject_len, .reply_len = reply_len,
+                             .header_len = header_len, .total_len = total_len, .size = size};
+  char *p = (char *)(r + 1);
+  memcpy(p, subject, subject_len);
+  p += subject_len;
+  if (reply_len > 0) memcpy(p, reply, reply_len);
+  p += reply_len;
+  if (queue_len > 0) memcpy(p, queue, queue_len);
+  p += queue_len;
+  if (total_len > 0) memcpy(p, data, total_len);
+  b->len += size;
+  b->count++;
+  return s->overflow[dst].count == 0;
+}
+
 /* Moves overflow entries into rings that have room. Returns true when no
  * overflow remains. */
 static bool drain_overflow(struct shard *s) {
@@ -129,9 +196,17 @@ static bool drain_overflow(struct shard *s) {
     struct shard_overflow *o = &s->overflow[dst];
     if (o->count == 0) continue;
     struct shard *d = server.shards[dst];
-    while (o->count > 0 && ring_push(d->in[s->id], &o->entries[o->head])) {
-      o->head = (o->head + 1) % o->cap;
-      o->count--;
+    for (int attempt = 0; attempt < 2 && o->count > 0; attempt++) {
+      if (attempt == 1) {
+        /* Still full: ask dst to wake us once it makes room, then look
+         * again, so that room made in between is not missed. */
+        atomic_fetch_or(&d->room_wanted[s->id >> 6], 1ULL << (s->id & 63));
+        atomic_thread_fence(memory_order_seq_cst);
+      }
+      while (o->count > 0 && ring_push(d->in[s->id], &o->entries[o->head])) {
+        o->head = (o->head + 1) % o->cap;
+        o->count--;
+      }
     }
     wake(s, d);
     if (o->count > 0) empty = false;
@@ -173,10 +248,29 @@ static void handle_entry(struct shard *s, const struct ring_entry *e) {
   case SHARD_ENTRY_BARRIER_ACK:
     client_on_barrier_ack(e->ptr);
     break;
+  case SHARD_ENTRY_BATCH: {
+    struct shard_batch *b = e->ptr;
+    for (uint32_t off = 0; off < b->len;) {
+      const struct shard_record *r = (const struct shard_record *)(b->data + off);
+      route_on_record(s, r);
+      off += r->size;
+    }
+    free(b);
+    break;
+  }
   default:
     route_on_entry(s, e);
     break;
   }
+}
+
+/* Wakes shard src if it waits for room in its ring to us. */
+static void wake_waiting_producer(struct shard *s, uint32_t src) {
+  uint64_t bit = 1ULL << (src & 63);
+  atomic_thread_fence(memory_order_seq_cst);
+  if ((atomic_load_explicit(&s->room_wanted[src >> 6], memory_order_relaxed) & bit) == 0) return;
+  atomic_fetch_and(&s->room_wanted[src >> 6], ~bit);
+  wake(s, server.shards[src]);
 }
 
 /* Drains inbound rings. Returns the number of entries handled. */
@@ -192,6 +286,7 @@ static uint32_t drain_rings(struct shard *s) {
       for (uint32_t i = 0; i < n; i++) handle_entry(s, &batch[i]);
       budget -= n;
       total += n;
+      wake_waiting_producer(s, src);
       if (s->stalled_count > 0) return total; /* a consumer is full: hold the rest */
     }
   }
@@ -353,6 +448,7 @@ static void *shard_main(void *arg) {
     control_run_pending(s);
     if (drain_overflow(s) && s->paused != NULL && s->stalled_count == 0) resume_paused(s);
     bool hooks_busy = run_hooks(s);
+    flush_batches(s);
     flush_dirty(s);
     reap_closed(s);
 

@@ -21,6 +21,7 @@ struct subcache;
 enum shard_entry_type {
   SHARD_ENTRY_MSG = 1,     /* ptr: struct msg; deliver to local plain subs */
   SHARD_ENTRY_QUEUE_MSG,   /* ptr: struct msg; a: struct shard_qpick * */
+  SHARD_ENTRY_BATCH,       /* ptr: struct shard_batch of small messages */
   SHARD_ENTRY_BARRIER,     /* ptr: struct client on shard a; answer with an ACK */
   SHARD_ENTRY_BARRIER_ACK, /* ptr: struct client of ours */
 };
@@ -31,6 +32,35 @@ struct shard_qpick {
   uint32_t hops;      /* shards tried so far, bounded by the shard count */
   uint32_t queue_len;
   char queue[];
+};
+
+/* Small messages for one destination shard, copied into one buffer during
+ * a loop iteration and sent as a single ring entry at its end, so a burst of
+ * small publishes costs one allocation and one ring slot per destination
+ * instead of one per message. The records are struct shard_record. */
+struct shard_batch {
+  uint32_t count;
+  uint32_t len;
+  uint32_t cap;
+  char data[];
+};
+
+enum shard_record_kind {
+  SHARD_RECORD_PLAIN = 1, /* deliver to the destination's plain subscribers */
+  SHARD_RECORD_QUEUE,     /* deliver to one local member of the named group */
+};
+
+/* One message in a batch, followed by subject, reply, queue name and data,
+ * the whole rounded up to 8 bytes. */
+struct shard_record {
+  uint8_t kind;
+  uint8_t hops;        /* SHARD_RECORD_QUEUE: shards tried so far */
+  uint16_t queue_len;
+  uint32_t subject_len;
+  uint32_t reply_len;
+  uint32_t header_len;
+  uint32_t total_len;
+  uint32_t size;       /* bytes of this record, header included */
 };
 
 /* Entries that did not fit in a full ring, kept in order until it drains. */
@@ -73,8 +103,12 @@ struct shard {
   int wake_fd;               /* eventfd: another thread has work for us */
   struct control_mailbox control; /* requests from non-shard threads (monitoring) */
   _Alignas(64) atomic_int sleeping;
+  /* Bit src is set while shard src holds entries for us in its overflow
+   * queue; we wake src after making room in its ring. */
+  atomic_uint_fast64_t room_wanted[4];
   _Alignas(64) struct ring **in;  /* in[src]: entries from shard src */
   struct shard_overflow *overflow; /* overflow[dst], in order before new entries */
+  struct shard_batch **batch;      /* batch[dst]: small messages not sent yet */
   struct subcache *cache;
   struct client *clients;    /* every open or closing connection */
   struct client *dirty;      /* connections with output to flush */
@@ -118,6 +152,14 @@ void shard_stop_all(void);
  * dst if it sleeps. Returns false when the entry went to the overflow
  * queue because the ring is full; it will be sent later, in order. */
 bool shard_send(struct shard *s, uint32_t dst, const struct ring_entry *e);
+
+/* Copies one small message into s's batch for dst. Returns false when
+ * dst's ring is backed up, so the publisher should pause. */
+bool shard_batch_append(struct shard *s, uint32_t dst, enum shard_record_kind kind,
+                        uint8_t hops, const char *subject, uint32_t subject_len,
+                        const char *reply, uint32_t reply_len, const char *queue,
+                        uint16_t queue_len, const char *data, uint32_t header_len,
+                        uint32_t total_len);
 
 /* Called by a backend when a new connection was accepted on s. */
 void shard_on_accept(struct shard *s, int fd);
