@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Message routing. The publishing shard looks the subject up once (in its
- * cache first), delivers to its own subscribers, and sends one reference to
- * each other shard with interest; that shard delivers to its own
- * subscribers after a lookup of its own, so a subscription removed in the
- * meantime gets nothing. A queue group gets one copy: the publishing shard
- * picks a member, preferring a local one, and a remote shard whose member
- * has gone picks another local member or passes the message on. */
+ * cache first) and delivers to its own subscribers. Each other shard with
+ * interest gets the message once, in a batch or by reference. That shard
+ * delivers to its own subscribers after a lookup of its own, so a
+ * subscription removed in the meantime gets nothing. A queue group gets one
+ * copy: the publishing shard picks a member, preferring a local one, and a
+ * remote shard whose member has gone picks another local member or passes
+ * the message on. */
 #include "core/route.h"
 
 #include <stdlib.h>

@@ -240,7 +240,7 @@ static void queue_rearm(struct uring_state *u, struct client *c) {
     u->rearm_cap = cap;
   }
   u->rearm[u->rearm_count++] = c;
-  c->ops_in_flight++; /* holds c until the re-arm, so it cannot be freed */
+  c->ops_in_flight++; /* keeps c allocated until the re-arm */
 }
 
 static void on_recv(struct uring_state *u, struct client *c, const struct io_uring_cqe *cqe) {
