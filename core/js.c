@@ -1,0 +1,310 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* JetStream start-up and the per-shard plumbing: the store directory, one
+ * storage I/O backend per shard, the internal subscriptions that receive
+ * API requests, the queue of requests and outgoing messages, and the hook
+ * that drives them once per shard loop iteration. Streams are in
+ * js_stream.c, API handlers in js_api.c. */
+#include "core/js.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "core/js_int.h"
+#include "core/log.h"
+#include "core/route.h"
+#include "core/server.h"
+#include "core/shard.h"
+#include "core/sub-t.h"
+#include "net/backend.h"
+
+struct js_global js;
+
+/* The start callback that was set before ours, run first. */
+static void (*previous_on_start)(struct shard *s);
+
+/* Requests handled per loop iteration, so a burst of API calls cannot hold
+ * a shard away from its connections for long. */
+#define JS_REQUESTS_PER_RUN 64
+/* How often a shard expires old messages and duplicate ids. */
+#define JS_TIMER_INTERVAL_MS 250
+
+int64_t js_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+uint32_t js_owner_of(const char *name, size_t len) {
+  return (uint32_t)(XXH3_64bits(name, len) % (uint64_t)server.shard_count);
+}
+
+struct js_shard *js_shard_self(struct shard *s) { return &js.shards[s->id]; }
+
+int js_mkdir_p(const char *path) {
+  char buf[4096];
+  if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return -ENAMETOOLONG;
+  for (char *p = buf + 1; *p != '\0'; p++) {
+    if (*p != '/') continue;
+    *p = '\0';
+    if (mkdir(buf, 0750) != 0 && errno != EEXIST) return -errno;
+    *p = '/';
+  }
+  if (mkdir(buf, 0750) != 0 && errno != EEXIST) return -errno;
+  return 0;
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+  return remove(path) == 0 ? 0 : -1;
+}
+
+int js_remove_tree(const char *path) {
+  if (nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT) return -errno;
+  return 0;
+}
+
+static int fsync_path(const char *path) {
+  int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  int rc = fsync(fd) == 0 ? 0 : -errno;
+  close(fd);
+  return rc;
+}
+
+/* Replaces dir/name with text: a crash leaves either the old file or the
+ * new one, never a mix, because the new bytes are synced under a temporary
+ * name before the rename, and the directory is synced after it. */
+int js_write_file_atomic(const char *dir, const char *name, const char *text, size_t len) {
+  char tmp[4096], final[4096];
+  snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, name);
+  snprintf(final, sizeof final, "%s/%s", dir, name);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+  if (fd < 0) return -errno;
+  size_t done = 0;
+  while (done < len) {
+    ssize_t n = write(fd, text + done, len - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      int rc = n < 0 ? -errno : -EIO;
+      close(fd);
+      unlink(tmp);
+      return rc;
+    }
+    done += (size_t)n;
+  }
+  if (fsync(fd) != 0) {
+    int rc = -errno;
+    close(fd);
+    unlink(tmp);
+    return rc;
+  }
+  close(fd);
+  if (rename(tmp, final) != 0) {
+    int rc = -errno;
+    unlink(tmp);
+    return rc;
+  }
+  return fsync_path(dir);
+}
+
+void js_send(struct js_shard *jsh, const char *subject, const char *reply, const void *hdr,
+             uint32_t hdr_len, const void *data, uint32_t data_len) {
+  uint32_t subject_len = (uint32_t)strlen(subject);
+  uint32_t reply_len = reply != NULL ? (uint32_t)strlen(reply) : 0;
+  struct js_out *o = malloc(sizeof *o + subject_len + reply_len + hdr_len + data_len + 2);
+  if (o == NULL) {
+    log_error("JetStream: out of memory, dropping a message to %s", subject);
+    return;
+  }
+  o->next = NULL;
+  o->subject_len = subject_len;
+  o->reply_len = reply_len;
+  o->hdr_len = hdr_len;
+  o->total_len = hdr_len + data_len;
+  char *p = o->buf;
+  memcpy(p, subject, subject_len);
+  p += subject_len;
+  if (reply_len > 0) memcpy(p, reply, reply_len);
+  p += reply_len;
+  if (hdr_len > 0) memcpy(p, hdr, hdr_len);
+  p += hdr_len;
+  if (data_len > 0) memcpy(p, data, data_len);
+  if (jsh->out_tail != NULL)
+    jsh->out_tail->next = o;
+  else
+    jsh->out_head = o;
+  jsh->out_tail = o;
+}
+
+void js_send_json(struct js_shard *jsh, const char *subject, struct cJSON *obj) {
+  if (obj == NULL) return;
+  char *text = cJSON_PrintUnformatted(obj);
+  cJSON_Delete(obj);
+  if (text == NULL || subject == NULL || subject[0] == '\0') {
+    free(text);
+    return;
+  }
+  js_send(jsh, subject, NULL, NULL, 0, text, (uint32_t)strlen(text));
+  free(text);
+}
+
+static void send_outbox(struct js_shard *jsh) {
+  struct js_out *o = jsh->out_head;
+  jsh->out_head = jsh->out_tail = NULL;
+  while (o != NULL) {
+    struct js_out *next = o->next;
+    const char *subject = o->buf;
+    const char *reply = o->buf + o->subject_len;
+    const char *data = reply + o->reply_len;
+    /* A full ring keeps the message in order in the shard's overflow queue,
+     * so the return value needs no handling here. */
+    route_publish(jsh->shard, NULL, subject, o->subject_len, reply, o->reply_len, data, o->hdr_len,
+                  o->total_len);
+    free(o);
+    o = next;
+  }
+}
+
+/* Copies an API request owned by this shard into its queue; the hook
+ * handles it, outside the router's walk of the match result. */
+static void on_api_msg(struct sub *sub, const char *subject, uint32_t subject_len,
+                       const char *reply, uint32_t reply_len, const char *data,
+                       uint32_t header_len, uint32_t total_len) {
+  struct js_shard *jsh = sub->internal_ctx;
+  if (!js_api_owned_here(jsh->id, subject, subject_len)) return;
+  uint32_t payload_len = total_len - header_len;
+  struct js_request *req = malloc(sizeof *req + subject_len + reply_len + payload_len + 3);
+  if (req == NULL) return;
+  req->next = NULL;
+  req->subject = req->buf;
+  memcpy(req->subject, subject, subject_len);
+  req->subject[subject_len] = '\0';
+  req->reply = req->subject + subject_len + 1;
+  memcpy(req->reply, reply, reply_len);
+  req->reply[reply_len] = '\0';
+  req->data = req->reply + reply_len + 1;
+  memcpy(req->data, data + header_len, payload_len);
+  req->data[payload_len] = '\0';
+  req->data_len = payload_len;
+  if (jsh->req_tail != NULL)
+    jsh->req_tail->next = req;
+  else
+    jsh->req_head = req;
+  jsh->req_tail = req;
+}
+
+static void run_requests(struct js_shard *jsh) {
+  for (int i = 0; i < JS_REQUESTS_PER_RUN && jsh->req_head != NULL; i++) {
+    struct js_request *req = jsh->req_head;
+    jsh->req_head = req->next;
+    if (jsh->req_head == NULL) jsh->req_tail = NULL;
+    js_api_handle(jsh, req);
+    free(req);
+  }
+}
+
+static void run_timers(struct js_shard *jsh) {
+  int64_t now_ns = js_now_ns();
+  for (struct js_stream *st = jsh->streams; st != NULL; st = st->next) {
+    if (st->cfg.max_age_ns > 0 && store_expire(st->store) > 0) js_stream_refresh_stats(st);
+    js_stream_expire_dedupe(st, now_ns);
+  }
+}
+
+/* The per-iteration JetStream work of one shard, in the order the store
+ * requires: completions, new work, group commit, then replies. */
+static bool js_hook(struct shard *s, void *ctx) {
+  struct js_shard *jsh = ctx;
+  io_poll(jsh->io, false);
+  run_requests(jsh);
+  if (s->now_ms >= jsh->next_timer_ms) {
+    run_timers(jsh);
+    jsh->next_timer_ms = s->now_ms + JS_TIMER_INTERVAL_MS;
+  }
+  js_consumers_run(jsh);
+  for (struct js_stream *st = jsh->streams; st != NULL; st = st->next) {
+    if (store_busy(st->store)) store_flush(st->store);
+  }
+  io_flush(jsh->io);
+  send_outbox(jsh);
+
+  /* io_uring completions wake the shard by themselves; the plain backend
+   * runs its requests only when polled, so it keeps the shard awake. */
+  return jsh->req_head != NULL || (jsh->io_sync && io_inflight(jsh->io) > 0);
+}
+
+static void on_shard_start(struct shard *s) {
+  if (previous_on_start != NULL) previous_on_start(s);
+  struct js_shard *jsh = &js.shards[s->id];
+  jsh->shard = s;
+  jsh->id = s->id;
+  struct io_uring *ring = backend_uring_ring(s);
+  if (ring != NULL) {
+    int err = 0;
+    jsh->io = io_uring_backend_create(ring, &err);
+  } else {
+    jsh->io = io_sync_create();
+    jsh->io_sync = true;
+  }
+  if (jsh->io == NULL) {
+    log_fatal("shard %u: could not create the JetStream storage backend: out of memory", s->id);
+    exit(1);
+  }
+  js_stream_recover_all(jsh);
+  jsh->api_sub = route_subscribe_internal(s->id, "$JS.API.>", NULL, on_api_msg, jsh);
+  jsh->ack_sub = route_subscribe_internal(s->id, "$JS.ACK.>", NULL, js_consumer_on_ack, jsh);
+  if (jsh->api_sub == NULL || jsh->ack_sub == NULL || shard_add_hook(s, js_hook, jsh) != 0) {
+    log_fatal("shard %u: could not set up the JetStream subscriptions and hook", s->id);
+    exit(1);
+  }
+}
+
+static void log_limit(const char *label, int64_t bytes) {
+  if (bytes < 0)
+    log_info("  %-16s unlimited", label);
+  else
+    log_info("  %-16s %.2f GB", label, (double)bytes / (1024.0 * 1024.0 * 1024.0));
+}
+
+int js_init(void) {
+  if (!server.opts.jetstream) return 0;
+  /* nats-server's default when no store directory is configured. */
+  const char *store_dir = server.opts.store_dir != NULL ? server.opts.store_dir : "/tmp/nats";
+  size_t len = strlen(store_dir) + 64;
+  js.root = malloc(len);
+  js.streams_dir = malloc(len + 16);
+  js.shards = calloc((size_t)server.shard_count, sizeof *js.shards);
+  if (js.root == NULL || js.streams_dir == NULL || js.shards == NULL) {
+    log_fatal("out of memory while starting JetStream");
+    return -ENOMEM;
+  }
+  snprintf(js.root, len, "%s/jetstream", store_dir);
+  snprintf(js.streams_dir, len + 16, "%s/%s/streams", js.root, JS_ACCOUNT_DIR);
+  int rc = js_mkdir_p(js.streams_dir);
+  if (rc != 0) {
+    log_fatal("could not create the JetStream store directory %s: %s; check that the "
+              "store_dir (-sd) is writable",
+              js.streams_dir, strerror(-rc));
+    return rc;
+  }
+
+  log_info("Starting JetStream");
+  log_info("---------------- JETSTREAM ----------------");
+  log_limit("Max Memory:", server.opts.max_memory_store);
+  log_limit("Max Storage:", server.opts.max_file_store);
+  log_info("  Store Directory: \"%s\"", js.root);
+  log_info("-------------------------------------------");
+  js.enabled = true;
+  previous_on_start = shard_on_start;
+  shard_on_start = on_shard_start;
+  return 0;
+}
