@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <urcu-qsbr.h>
 
+#include "core/js.h"
 #include "core/lifecycle.h"
 #include "core/log.h"
 #include "core/notify.h"
@@ -182,6 +183,7 @@ int server_run(void) {
     log_fatal("Could not write pidfile: %s", o->pidfile);
     return 1;
   }
+  if (js_init() != 0) return 1;
 
   int rc = shard_start_all();
   if (rc != 0) {
