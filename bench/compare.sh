@@ -351,9 +351,10 @@ asynchronous subscription with unlimited pending limits, and
 natsConnection_Request on connections with natsOptions_SetSendAsap (also
 used for the paced run). Both tools run against nats-server with the same
 message counts (1,000,000 messages of 16 B unpaced, 60,000 at 20,000 msgs/s,
-2,000 requests), alternating, over $crosscheck_rounds rounds. The paced run
-holds both clients to the same load, so there the server CPU per message
-compares how each client's traffic costs the server.
+2,000 requests), alternating, over $crosscheck_rounds rounds.
+
+The paced run holds both clients to the same load, so there the server CPU
+per message compares how much each client's traffic costs the server.
 
 ${crosscheck:-libnats-bench was not built, so this run has no cross-check.}
 
