@@ -76,6 +76,7 @@ struct bench_client {
   /* Publisher side. */
   char header[320];      /* "PUB subject [reply] size\r\n" */
   uint32_t header_len;
+  uint32_t frame_len;    /* header, payload and CRLF */
   uint64_t sent;         /* messages handed to the socket buffer */
   uint64_t quota;        /* stop after this many; UINT64_MAX until known */
   bool done;             /* sent everything and asked for the final PONG */

@@ -6,6 +6,8 @@
  * one core. */
 #include "bench/bench.h"
 
+#include "core/assert.h"
+
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -36,7 +38,6 @@ struct run {
   uint32_t pubs;
   struct bench_seq *group_seqs; /* queue scenario: one per publisher */
   char *payload;                /* template of opts->size bytes */
-  uint32_t frame_len;           /* header + payload + CRLF, for publishers */
 
   int64_t start_ns;
   int64_t measure_ns;           /* end of the warm-up */
@@ -311,6 +312,7 @@ static uint64_t window_room(const struct run *run, const struct bench_client *c)
 /* Appends count PUB frames to c's output; the caller reserved the room. */
 static void build_frames(struct run *run, struct bench_client *c, char *dst, uint64_t count, int64_t now)
 {
+  ASSERT(c->frame_len == c->header_len + run->opts->size + 2);
   uint32_t size = run->opts->size;
   uint64_t pub_bits = (uint64_t)c->index << BENCH_PUB_INDEX_SHIFT;
   for (uint64_t i = 0; i < count; i++) {
@@ -354,14 +356,14 @@ static int pump(struct run *run, struct bench_client *c, int64_t now, int64_t *w
   }
   allowed = min_u64(allowed, window_room(run, c));
 
-  uint64_t per_batch = run->opts->batch_bytes / run->frame_len;
+  uint64_t per_batch = run->opts->batch_bytes / c->frame_len;
   if (per_batch == 0) per_batch = 1;
   for (int round = 0; round < BATCHES_PER_PUMP && allowed > 0; round++) {
     uint64_t count = min_u64(allowed, per_batch);
-    char *dst = bench_conn_reserve(&c->conn, count * run->frame_len);
+    char *dst = bench_conn_reserve(&c->conn, count * c->frame_len);
     if (dst == NULL) return fatal(c, -ENOBUFS);
     build_frames(run, c, dst, count, now);
-    bench_conn_commit(&c->conn, count * run->frame_len);
+    bench_conn_commit(&c->conn, count * c->frame_len);
     c->sent += count;
     run->sent_total += count;
     allowed -= count;
@@ -419,7 +421,8 @@ static void prepare_publisher(struct run *run, struct bench_client *c)
   }
   c->header_len = (uint32_t)n;
   c->quota = UINT64_MAX;
-  if (c->index == 0) run->frame_len = c->header_len + opts->size + 2;
+  /* Per client: a requester's inbox, and so its header, grows with its index. */
+  c->frame_len = c->header_len + opts->size + 2;
 }
 
 static int prepare_trackers(struct run *run, struct bench_client *c)

@@ -97,6 +97,11 @@ json=$(run reqrep reqrep --msgs 2000 --pubs 4 --subs 2)
 check reqrep "$json" '.published.msgs == 2000' '.received.msgs == 2000' "$clean" \
   '.latency_ns.count == 2000'
 
+# Requesters 10 and up have a longer inbox, so a longer PUB header, than
+# requester 0; sizing every frame by requester 0 corrupted their output.
+json=$(run "reqrep 12 requesters" reqrep --msgs 2400 --pubs 12 --subs 2)
+check "reqrep 12 requesters" "$json" '.published.msgs == 2400' '.received.msgs == 2400' "$clean"
+
 json=$(run warmup pubsub --duration 0.3 --warmup 0.2)
 check warmup "$json" '.sent_total >= .published.msgs' '.received_total == .sent_total' "$clean"
 
