@@ -8,6 +8,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -17,6 +18,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -36,6 +38,9 @@ struct server {
   char url[64];
   char log_path[64];
   const char *binary;
+  char temp_dir[64];     /* empty until harness_temp_dir() creates it */
+  char config_path[128]; /* empty unless started with a configuration */
+  bool exit_expected;    /* harness_wait_exit() saw the server exit */
 };
 
 static struct server server = {.pid = -1};
@@ -96,18 +101,10 @@ static bool is_reference_server(const char *path) {
   return strcmp(base, "nats-server") == 0;
 }
 
-/* Fills argv with the server command line. args is split on spaces in
- * place. nats-server does not know shoal's
- * --shards and --backend flags, so those are dropped with their values when
- * the binary is nats-server. */
-static void build_argv(char **argv, const char *binary, char *args, char *port_text) {
-  int argc = 0;
-  argv[argc++] = (char *)binary;
-  argv[argc++] = "-a";
-  argv[argc++] = "127.0.0.1";
-  argv[argc++] = "-p";
-  argv[argc++] = port_text;
-
+/* Appends the words of args, split on spaces in place, to argv. nats-server
+ * does not know shoal's --shards and --backend flags, so those are dropped
+ * with their values when the binary is nats-server. */
+static void append_words(char **argv, int *argc, const char *binary, char *args) {
   bool reference = is_reference_server(binary);
   char *save = NULL;
   for (char *word = strtok_r(args, " ", &save); word; word = strtok_r(NULL, " ", &save)) {
@@ -115,9 +112,30 @@ static void build_argv(char **argv, const char *binary, char *args, char *port_t
       strtok_r(NULL, " ", &save);
       continue;
     }
-    cr_assert(argc < SERVER_ARGS_MAX - 1, "SHOAL_TEST_SERVER_ARGS has too many words");
-    argv[argc++] = word;
+    cr_assert(*argc < SERVER_ARGS_MAX - 1, "the server command line has too many words");
+    argv[(*argc)++] = word;
   }
+}
+
+/* Fills argv with the server command line: the address and port, the words
+ * of args, then `-c config_path` when config_path is not NULL and the words
+ * of extra_args when that is not NULL. */
+static void build_argv(char **argv, const char *binary, char *args, char *port_text,
+                       const char *config_path, char *extra_args) {
+  int argc = 0;
+  argv[argc++] = (char *)binary;
+  argv[argc++] = "-a";
+  argv[argc++] = "127.0.0.1";
+  argv[argc++] = "-p";
+  argv[argc++] = port_text;
+  append_words(argv, &argc, binary, args);
+  if (config_path) {
+    cr_assert(argc < SERVER_ARGS_MAX - 3, "the server command line has too many words");
+    argv[argc++] = "-c";
+    argv[argc++] = (char *)config_path;
+  }
+  if (extra_args)
+    append_words(argv, &argc, binary, extra_args);
   argv[argc] = NULL;
 }
 
@@ -173,21 +191,35 @@ static bool server_sends_info(void) {
   return true;
 }
 
-void harness_start(void) {
+static const char *server_binary_from_env(void) {
   const char *binary = getenv("SHOAL_TEST_SERVER");
   if (!binary || !*binary)
     binary = HARNESS_DEFAULT_SERVER;
+  return binary;
+}
+
+/* Starts the server with an optional configuration file and extra words. */
+static void start_server(const char *config_text, const char *extra_args) {
+  const char *binary = server_binary_from_env();
   const char *args_env = getenv("SHOAL_TEST_SERVER_ARGS");
   static char args[1024];
   snprintf(args, sizeof(args), "%s", args_env ? args_env : "");
+  static char extra[1024];
+  if (extra_args) {
+    cr_assert_lt(strlen(extra_args), sizeof(extra), "extra_args is too long");
+    snprintf(extra, sizeof(extra), "%s", extra_args);
+  }
 
   server.binary = binary;
+  if (config_text)
+    harness_write_config(config_text);
   server.port = pick_free_port();
   snprintf(server.url, sizeof(server.url), "nats://127.0.0.1:%d", server.port);
   char port_text[16];
   snprintf(port_text, sizeof(port_text), "%d", server.port);
   char *argv[SERVER_ARGS_MAX];
-  build_argv(argv, binary, args, port_text);
+  build_argv(argv, binary, args, port_text, config_text ? server.config_path : NULL,
+             extra_args ? extra : NULL);
 
   snprintf(server.log_path, sizeof(server.log_path), "/tmp/shoal-integ-XXXXXX");
   int log_fd = mkstemp(server.log_path);
@@ -215,6 +247,14 @@ void harness_start(void) {
     }
     sleep_ms(10);
   }
+}
+
+void harness_start(void) {
+  start_server(NULL, NULL);
+}
+
+void harness_start_with(const char *config_text, const char *extra_args) {
+  start_server(config_text, extra_args);
 }
 
 static void destroy_connections(void) {
@@ -252,6 +292,16 @@ static const char *stop_server(char *problem, size_t capacity) {
   }
   server.pid = -1;
 
+  if (died_before && server.exit_expected) {
+    /* harness_wait_exit() returned the status to the test, which judges it. */
+    server.exit_expected = false;
+    if (getenv("SHOAL_TEST_KEEP_LOGS"))
+      fprintf(stderr, "server log kept in %s\n", server.log_path);
+    else
+      unlink(server.log_path);
+    return NULL;
+  }
+
   int status = server.wait_status;
   int ok_exit = is_reference_server(server.binary) ? 1 : 0;
   bool clean_status = (WIFEXITED(status) && (WEXITSTATUS(status) == 0 ||
@@ -280,15 +330,34 @@ static const char *stop_server(char *problem, size_t capacity) {
   return result;
 }
 
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+  (void)st;
+  (void)type;
+  (void)ftw;
+  return remove(path);
+}
+
+/* Deletes harness_temp_dir() and everything in it, once the server is gone. */
+static void remove_temp_dir(void) {
+  if (server.temp_dir[0] == '\0')
+    return;
+  if (nftw(server.temp_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+    fprintf(stderr, "removing %s failed: %s\n", server.temp_dir, strerror(errno));
+  server.temp_dir[0] = '\0';
+  server.config_path[0] = '\0';
+}
+
 void harness_finish(void) {
   char problem[256];
   const char *failure = stop_server(problem, sizeof(problem));
+  remove_temp_dir();
   cr_assert_null(failure, "%s", failure);
 }
 
 void harness_stop(void) {
   char problem[256];
   const char *failure = stop_server(problem, sizeof(problem));
+  remove_temp_dir();
   if (failure)
     fprintf(stderr, "%s\n", failure);
 }
@@ -347,7 +416,9 @@ natsMsg *harness_next_msg(natsSubscription *sub) {
   return msg;
 }
 
-int raw_connect(struct raw_conn *rc, int rcvbuf_bytes) {
+/* Connects and reads the INFO line into info. */
+static int raw_connect_reading_info(struct raw_conn *rc, int rcvbuf_bytes, char *info,
+                                    size_t capacity) {
   memset(rc, 0, sizeof(*rc));
   rc->fd = loopback_socket(server.port, rcvbuf_bytes);
   if (rc->fd < 0)
@@ -359,13 +430,21 @@ int raw_connect(struct raw_conn *rc, int rcvbuf_bytes) {
     return -ENOMEM;
   }
 
-  char line[4096];
-  int n = raw_read_line(rc, line, sizeof(line), 2000);
-  if (n < 0 || strncmp(line, "INFO ", 5) != 0) {
+  int n = raw_read_line(rc, info, capacity, 2000);
+  if (n < 0 || strncmp(info, "INFO ", 5) != 0) {
     raw_close(rc);
     return n < 0 ? n : -EPROTO;
   }
   return 0;
+}
+
+int raw_connect(struct raw_conn *rc, int rcvbuf_bytes) {
+  char line[4096];
+  return raw_connect_reading_info(rc, rcvbuf_bytes, line, sizeof(line));
+}
+
+int raw_connect_info(struct raw_conn *rc, char *info, size_t capacity) {
+  return raw_connect_reading_info(rc, 0, info, capacity);
 }
 
 void raw_connect_ready(struct raw_conn *rc) {
@@ -492,4 +571,235 @@ void raw_close(struct raw_conn *rc) {
   rc->fd = -1;
   free(rc->buf);
   rc->buf = NULL;
+}
+
+const char *harness_temp_dir(void) {
+  if (server.temp_dir[0] == '\0') {
+    snprintf(server.temp_dir, sizeof(server.temp_dir), "/tmp/shoal-integ-dir-XXXXXX");
+    cr_assert_not_null(mkdtemp(server.temp_dir), "mkdtemp(%s) failed: %s", server.temp_dir,
+                       strerror(errno));
+  }
+  return server.temp_dir;
+}
+
+const char *harness_config_path(void) {
+  if (server.config_path[0] == '\0')
+    snprintf(server.config_path, sizeof(server.config_path), "%s/server.conf",
+             harness_temp_dir());
+  return server.config_path;
+}
+
+void harness_write_config(const char *config_text) {
+  const char *path = harness_config_path();
+  char next_path[160];
+  snprintf(next_path, sizeof(next_path), "%s.next", path);
+  FILE *f = fopen(next_path, "w");
+  cr_assert_not_null(f, "fopen(%s) failed: %s", next_path, strerror(errno));
+  size_t len = strlen(config_text);
+  bool written = fwrite(config_text, 1, len, f) == len;
+  cr_assert(fclose(f) == 0 && written, "writing %s failed: %s", next_path, strerror(errno));
+  cr_assert_eq(rename(next_path, path), 0, "rename(%s, %s) failed: %s", next_path, path,
+               strerror(errno));
+}
+
+const char *harness_server_binary(void) {
+  return server.binary ? server.binary : server_binary_from_env();
+}
+
+bool harness_is_reference(void) {
+  return is_reference_server(harness_server_binary());
+}
+
+int harness_server_pid(void) {
+  return server.pid;
+}
+
+void harness_signal(int sig) {
+  cr_assert(server.pid > 0 && !server_reaped(), "cannot send signal %d: the server has exited",
+            sig);
+  cr_assert_eq(kill(server.pid, sig), 0, "kill(%d, %d) failed: %s", server.pid, sig,
+               strerror(errno));
+}
+
+int harness_wait_exit(int timeout_ms) {
+  cr_assert(server.pid > 0, "no server was started");
+  int64_t deadline = harness_now_ms() + timeout_ms;
+  while (!server_reaped()) {
+    if (harness_now_ms() > deadline) {
+      print_log_tail();
+      cr_assert_fail("server %s did not exit within %d ms", server.binary, timeout_ms);
+    }
+    sleep_ms(10);
+  }
+  server.exit_expected = true;
+  return server.wait_status;
+}
+
+bool harness_clean_exit(int status) {
+  int ok_exit = harness_is_reference() ? 1 : 0;
+  if (WIFEXITED(status))
+    return WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == ok_exit;
+  return WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM;
+}
+
+/* True when one line of text contains needle and, when it is not NULL, also. */
+static bool some_line_contains(char *text, const char *needle, const char *also) {
+  char *save = NULL;
+  for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+    if (strstr(line, needle) && (!also || strstr(line, also)))
+      return true;
+  }
+  return false;
+}
+
+bool harness_wait_log(const char *text, const char *also_text, int timeout_ms) {
+  int64_t deadline = harness_now_ms() + timeout_ms;
+  for (;;) {
+    FILE *f = fopen(server.log_path, "r");
+    if (f) {
+      static char content[1 << 20];
+      size_t n = fread(content, 1, sizeof(content) - 1, f);
+      fclose(f);
+      content[n] = '\0';
+      if (some_line_contains(content, text, also_text))
+        return true;
+    }
+    if (harness_now_ms() > deadline)
+      return false;
+    sleep_ms(20);
+  }
+}
+
+/* Reads the child's output from fd into output until EOF or deadline_ms. */
+static void collect_output(int fd, char *output, size_t capacity, int64_t deadline_ms) {
+  size_t used = 0;
+  for (;;) {
+    int64_t left = deadline_ms - harness_now_ms();
+    if (left <= 0)
+      break;
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    int ready = poll(&pfd, 1, (int)left);
+    if (ready < 0 && errno == EINTR)
+      continue;
+    if (ready <= 0)
+      break;
+    char chunk[1024];
+    ssize_t n = read(fd, chunk, sizeof(chunk));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      break;
+    size_t take = (size_t)n;
+    if (capacity > 0 && take > capacity - 1 - used)
+      take = capacity - 1 - used;
+    memcpy(output + used, chunk, take);
+    used += take;
+  }
+  if (capacity > 0)
+    output[used] = '\0';
+}
+
+int harness_run(char *const argv[], char *output, size_t capacity, int timeout_ms) {
+  int pipe_fds[2];
+  cr_assert_eq(pipe2(pipe_fds, O_CLOEXEC), 0, "pipe2() failed: %s", strerror(errno));
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  cr_assert(pid >= 0, "fork() failed: %s", strerror(errno));
+  if (pid == 0)
+    exec_server((char **)argv, pipe_fds[1], parent);
+  close(pipe_fds[1]);
+
+  int64_t deadline = harness_now_ms() + timeout_ms;
+  collect_output(pipe_fds[0], output, capacity, deadline);
+  close(pipe_fds[0]);
+
+  int status = 0;
+  while (waitpid(pid, &status, WNOHANG) == 0) {
+    if (harness_now_ms() > deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      cr_assert_fail("%s did not exit within %d ms; output: %s", argv[0], timeout_ms, output);
+    }
+    sleep_ms(10);
+  }
+  return status;
+}
+
+void raw_connect_fields(struct raw_conn *rc, const char *fields) {
+  int err = raw_connect(rc, 0);
+  cr_assert_eq(err, 0, "raw connect to port %d failed: %s", server.port, strerror(-err));
+  char connect[1024];
+  snprintf(connect, sizeof(connect),
+           "CONNECT {\"verbose\":false,\"pedantic\":false,\"protocol\":1,\"headers\":true%s%s}"
+           "\r\nPING\r\n",
+           fields[0] ? "," : "", fields);
+  err = raw_send_str(rc, connect);
+  cr_assert_eq(err, 0, "sending CONNECT failed: %s", strerror(-err));
+  raw_expect_line(rc, "PONG", 5000);
+}
+
+void raw_expect_line(struct raw_conn *rc, const char *expected, int timeout_ms) {
+  char line[4096];
+  for (;;) {
+    int n = raw_read_line(rc, line, sizeof(line), timeout_ms);
+    cr_assert_geq(n, 0, "expected \"%s\", read failed: %s", expected, strerror(-n));
+    if (strcmp(line, "PING") != 0)
+      break;
+    raw_send_str(rc, "PONG\r\n");
+  }
+  cr_assert_str_eq(line, expected);
+}
+
+void raw_expect_closed(struct raw_conn *rc, int timeout_ms) {
+  int err = raw_wait_closed(rc, timeout_ms, NULL);
+  cr_assert(err == 0 || err == -ECONNRESET, "the server did not close the connection: %s",
+            strerror(-err));
+}
+
+void harness_errors_init(struct harness_errors *errors) {
+  memset(errors, 0, sizeof(*errors));
+  pthread_mutex_init(&errors->lock, NULL);
+  pthread_cond_init(&errors->changed, NULL);
+}
+
+void harness_on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure) {
+  (void)sub;
+  struct harness_errors *errors = closure;
+  /* libnats sets the callback thread's last error to this error's text
+   * before it calls the handler; the connection's copy may already hold a
+   * later error. */
+  natsStatus status = NATS_OK;
+  const char *text = nats_GetLastError(&status);
+  if (!text || !*text)
+    natsConnection_GetLastError(nc, &text);
+
+  pthread_mutex_lock(&errors->lock);
+  if (errors->count < HARNESS_ERRORS_MAX) {
+    errors->status[errors->count] = err;
+    snprintf(errors->text[errors->count], HARNESS_ERROR_TEXT_BYTES, "%s", text ? text : "");
+    errors->count++;
+  }
+  pthread_cond_broadcast(&errors->changed);
+  pthread_mutex_unlock(&errors->lock);
+}
+
+void harness_wait_errors(struct harness_errors *errors, int count) {
+  struct timespec deadline;
+  clock_gettime(CLOCK_REALTIME, &deadline);
+  deadline.tv_sec += 5;
+  pthread_mutex_lock(&errors->lock);
+  while (errors->count < count) {
+    if (pthread_cond_timedwait(&errors->changed, &errors->lock, &deadline) == ETIMEDOUT)
+      break;
+  }
+  int seen = errors->count;
+  pthread_mutex_unlock(&errors->lock);
+  cr_assert_geq(seen, count, "expected %d asynchronous errors within 5 s, got %d", count, seen);
+}
+
+int harness_error_count(struct harness_errors *errors) {
+  pthread_mutex_lock(&errors->lock);
+  int count = errors->count;
+  pthread_mutex_unlock(&errors->lock);
+  return count;
 }
