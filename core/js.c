@@ -19,12 +19,14 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "core/client.h"
 #include "core/js_int.h"
 #include "core/log.h"
 #include "core/route.h"
 #include "core/server.h"
 #include "core/shard.h"
 #include "core/sub-t.h"
+#include "core/subcache.h"
 #include "net/backend.h"
 
 struct js_global js;
@@ -116,21 +118,26 @@ int js_write_file_atomic(const char *dir, const char *name, const char *text, si
   return fsync_path(dir);
 }
 
-void js_send(struct js_shard *jsh, const char *subject, const char *reply, const void *hdr,
-             uint32_t hdr_len, const void *data, uint32_t data_len) {
+static void append_out(struct js_shard *jsh, const char *inbox, uint32_t inbox_len,
+                       const char *subject, const char *reply, const void *hdr, uint32_t hdr_len,
+                       const void *data, uint32_t data_len) {
   uint32_t subject_len = (uint32_t)strlen(subject);
   uint32_t reply_len = reply != NULL ? (uint32_t)strlen(reply) : 0;
-  struct js_out *o = malloc(sizeof *o + subject_len + reply_len + hdr_len + data_len + 2);
+  struct js_out *o =
+      malloc(sizeof *o + inbox_len + subject_len + reply_len + hdr_len + data_len + 1);
   if (o == NULL) {
     log_error("JetStream: out of memory, dropping a message to %s", subject);
     return;
   }
   o->next = NULL;
+  o->inbox_len = inbox_len;
   o->subject_len = subject_len;
   o->reply_len = reply_len;
   o->hdr_len = hdr_len;
   o->total_len = hdr_len + data_len;
   char *p = o->buf;
+  if (inbox_len > 0) memcpy(p, inbox, inbox_len);
+  p += inbox_len;
   memcpy(p, subject, subject_len);
   p += subject_len;
   if (reply_len > 0) memcpy(p, reply, reply_len);
@@ -145,6 +152,16 @@ void js_send(struct js_shard *jsh, const char *subject, const char *reply, const
   jsh->out_tail = o;
 }
 
+void js_send(struct js_shard *jsh, const char *subject, const char *reply, const void *hdr,
+             uint32_t hdr_len, const void *data, uint32_t data_len) {
+  append_out(jsh, NULL, 0, subject, reply, hdr, hdr_len, data, data_len);
+}
+
+void js_deliver(struct js_shard *jsh, const char *inbox, const char *subject, const char *reply,
+                const void *hdr, uint32_t hdr_len, const void *data, uint32_t data_len) {
+  append_out(jsh, inbox, (uint32_t)strlen(inbox), subject, reply, hdr, hdr_len, data, data_len);
+}
+
 void js_send_json(struct js_shard *jsh, const char *subject, struct cJSON *obj) {
   if (obj == NULL) return;
   char *text = cJSON_PrintUnformatted(obj);
@@ -157,32 +174,125 @@ void js_send_json(struct js_shard *jsh, const char *subject, struct cJSON *obj) 
   free(text);
 }
 
+/* The subject on which shard id receives deliveries handed over by other
+ * shards. Clients subscribed to ">" see these messages too, as they see
+ * nats-server's own $JS traffic. */
+static void handover_subject(uint32_t id, char *out, size_t cap) {
+  snprintf(out, cap, "$JS.SHOAL.DELIVER.%u", id);
+}
+
+/* The fixed part of a handed-over delivery; the five strings follow. */
+struct handover {
+  uint32_t inbox_len;
+  uint32_t subject_len;
+  uint32_t reply_len;
+  uint32_t hdr_len;
+  uint32_t total_len;
+};
+
+/* Delivers o to the local subscribers of its inbox. Returns a mask of the
+ * other shards (up to 64) that have subscribers too. */
+static uint64_t deliver_local(struct js_shard *jsh, const struct js_out *o) {
+  const char *inbox = o->buf;
+  const char *subject = inbox + o->inbox_len;
+  const char *reply = subject + o->subject_len;
+  const char *data = reply + o->reply_len;
+  struct shard *s = jsh->shard;
+  const struct sublist_result *r = subcache_match(s->cache, inbox, o->inbox_len);
+  uint64_t remote = 0;
+  for (uint32_t i = 0; r != NULL && i < r->plain_count; i++) {
+    struct sub *sub = r->plain[i];
+    if (sub->shard_id != s->id) {
+      remote |= 1ULL << (sub->shard_id & 63);
+      continue;
+    }
+    if (sub->client == NULL) continue;
+    client_deliver(sub->client, sub, subject, o->subject_len, reply, o->reply_len, data,
+                   o->hdr_len, o->total_len);
+  }
+  /* TODO: queue subscriptions on an inbox (push consumers with a
+   * deliver_group) get nothing yet. */
+  return remote;
+}
+
+/* Sends o to shard dst's handover subscription, which delivers it there. */
+static void hand_over(struct js_shard *jsh, uint32_t dst, const struct js_out *o) {
+  size_t len = sizeof(struct handover) + o->inbox_len + o->subject_len + o->reply_len + o->total_len;
+  char *buf = malloc(len);
+  if (buf == NULL) return;
+  struct handover h = {o->inbox_len, o->subject_len, o->reply_len, o->hdr_len, o->total_len};
+  memcpy(buf, &h, sizeof h);
+  memcpy(buf + sizeof h, o->buf, len - sizeof h);
+  char subject[64];
+  handover_subject(dst, subject, sizeof subject);
+  route_publish(jsh->shard, NULL, subject, (uint32_t)strlen(subject), NULL, 0, buf, 0,
+                (uint32_t)len);
+  free(buf);
+}
+
+static void on_handover(struct sub *sub, const char *subject, uint32_t subject_len,
+                        const char *reply, uint32_t reply_len, const char *data,
+                        uint32_t header_len, uint32_t total_len) {
+  struct js_shard *jsh = sub->internal_ctx;
+  struct handover h;
+  if (header_len != 0 || total_len < sizeof h) return;
+  memcpy(&h, data, sizeof h);
+  size_t len = sizeof h + (size_t)h.inbox_len + h.subject_len + h.reply_len + h.total_len;
+  if (len != total_len || h.hdr_len > h.total_len) return;
+  struct js_out *o = malloc(sizeof *o + len - sizeof h);
+  if (o == NULL) return;
+  o->next = NULL;
+  o->inbox_len = h.inbox_len;
+  o->subject_len = h.subject_len;
+  o->reply_len = h.reply_len;
+  o->hdr_len = h.hdr_len;
+  o->total_len = h.total_len;
+  memcpy(o->buf, data + sizeof h, len - sizeof h);
+  /* Delivered from the hook, in arrival order, with local output. */
+  if (jsh->handover_tail != NULL)
+    jsh->handover_tail->next = o;
+  else
+    jsh->handover_head = o;
+  jsh->handover_tail = o;
+}
+
 static void send_outbox(struct js_shard *jsh) {
-  struct js_out *o = jsh->out_head;
+  /* Deliveries handed over by other shards go to local subscribers only. */
+  struct js_out *o = jsh->handover_head;
+  jsh->handover_head = jsh->handover_tail = NULL;
+  while (o != NULL) {
+    struct js_out *next = o->next;
+    deliver_local(jsh, o);
+    free(o);
+    o = next;
+  }
+
+  o = jsh->out_head;
   jsh->out_head = jsh->out_tail = NULL;
   while (o != NULL) {
     struct js_out *next = o->next;
-    const char *subject = o->buf;
-    const char *reply = o->buf + o->subject_len;
-    const char *data = reply + o->reply_len;
-    /* A full ring keeps the message in order in the shard's overflow queue,
-     * so the return value needs no handling here. */
-    route_publish(jsh->shard, NULL, subject, o->subject_len, reply, o->reply_len, data, o->hdr_len,
-                  o->total_len);
+    if (o->inbox_len > 0) {
+      uint64_t remote = deliver_local(jsh, o);
+      for (uint32_t dst = 0; remote != 0 && dst < 64; dst++) {
+        if (remote & (1ULL << dst)) hand_over(jsh, dst, o);
+      }
+    } else {
+      const char *subject = o->buf;
+      const char *reply = subject + o->subject_len;
+      const char *data = reply + o->reply_len;
+      /* A full ring keeps the message in order in the shard's overflow
+       * queue, so the return value needs no handling here. */
+      route_publish(jsh->shard, NULL, subject, o->subject_len, reply, o->reply_len, data,
+                    o->hdr_len, o->total_len);
+    }
     free(o);
     o = next;
   }
 }
 
-/* Copies an API request owned by this shard into its queue; the hook
- * handles it, outside the router's walk of the match result. */
-static void on_api_msg(struct sub *sub, const char *subject, uint32_t subject_len,
-                       const char *reply, uint32_t reply_len, const char *data,
-                       uint32_t header_len, uint32_t total_len) {
-  struct js_shard *jsh = sub->internal_ctx;
-  if (!js_api_owned_here(jsh->id, subject, subject_len)) return;
-  uint32_t payload_len = total_len - header_len;
-  struct js_request *req = malloc(sizeof *req + subject_len + reply_len + payload_len + 3);
+void js_queue_request(struct js_shard *jsh, const char *subject, uint32_t subject_len,
+                      const char *reply, uint32_t reply_len, const char *data, uint32_t data_len) {
+  struct js_request *req = malloc(sizeof *req + subject_len + reply_len + data_len + 3);
   if (req == NULL) return;
   req->next = NULL;
   req->subject = req->buf;
@@ -192,14 +302,25 @@ static void on_api_msg(struct sub *sub, const char *subject, uint32_t subject_le
   memcpy(req->reply, reply, reply_len);
   req->reply[reply_len] = '\0';
   req->data = req->reply + reply_len + 1;
-  memcpy(req->data, data + header_len, payload_len);
-  req->data[payload_len] = '\0';
-  req->data_len = payload_len;
+  memcpy(req->data, data, data_len);
+  req->data[data_len] = '\0';
+  req->data_len = data_len;
   if (jsh->req_tail != NULL)
     jsh->req_tail->next = req;
   else
     jsh->req_head = req;
   jsh->req_tail = req;
+}
+
+/* Copies an API request owned by this shard into its queue; the hook
+ * handles it, outside the router's walk of the match result. */
+static void on_api_msg(struct sub *sub, const char *subject, uint32_t subject_len,
+                       const char *reply, uint32_t reply_len, const char *data,
+                       uint32_t header_len, uint32_t total_len) {
+  struct js_shard *jsh = sub->internal_ctx;
+  if (!js_api_owned_here(jsh->id, subject, subject_len)) return;
+  js_queue_request(jsh, subject, subject_len, reply, reply_len, data + header_len,
+                   total_len - header_len);
 }
 
 static void run_requests(struct js_shard *jsh) {
@@ -217,7 +338,9 @@ static void run_timers(struct js_shard *jsh) {
   for (struct js_stream *st = jsh->streams; st != NULL; st = st->next) {
     if (st->cfg.max_age_ns > 0 && store_expire(st->store) > 0) js_stream_refresh_stats(st);
     js_stream_expire_dedupe(st, now_ns);
+    js_consumers_timers(st, now_ns);
   }
+  if (jsh->closing != NULL) js_stream_reap_closing(jsh);
 }
 
 /* The per-iteration JetStream work of one shard, in the order the store
@@ -239,7 +362,8 @@ static bool js_hook(struct shard *s, void *ctx) {
 
   /* io_uring completions wake the shard by themselves; the plain backend
    * runs its requests only when polled, so it keeps the shard awake. */
-  return jsh->req_head != NULL || (jsh->io_sync && io_inflight(jsh->io) > 0);
+  return jsh->req_head != NULL || jsh->out_head != NULL ||
+         (jsh->io_sync && io_inflight(jsh->io) > 0);
 }
 
 static void on_shard_start(struct shard *s) {
@@ -262,7 +386,11 @@ static void on_shard_start(struct shard *s) {
   js_stream_recover_all(jsh);
   jsh->api_sub = route_subscribe_internal(s->id, "$JS.API.>", NULL, on_api_msg, jsh);
   jsh->ack_sub = route_subscribe_internal(s->id, "$JS.ACK.>", NULL, js_consumer_on_ack, jsh);
-  if (jsh->api_sub == NULL || jsh->ack_sub == NULL || shard_add_hook(s, js_hook, jsh) != 0) {
+  char handover[64];
+  handover_subject(s->id, handover, sizeof handover);
+  jsh->deliver_sub = route_subscribe_internal(s->id, handover, NULL, on_handover, jsh);
+  if (jsh->api_sub == NULL || jsh->ack_sub == NULL || jsh->deliver_sub == NULL ||
+      shard_add_hook(s, js_hook, jsh) != 0) {
     log_fatal("shard %u: could not set up the JetStream subscriptions and hook", s->id);
     exit(1);
   }

@@ -462,6 +462,10 @@ static void handle_stream(struct js_shard *jsh, const struct js_request *req,
 }
 
 void js_api_handle(struct js_shard *jsh, struct js_request *req) {
+  if (strncmp(req->subject, "$JS.ACK.", 8) == 0) {
+    js_consumer_ack(jsh, req);
+    return;
+  }
   struct api_tokens t;
   split_tokens(req->subject, strlen(req->subject), &t);
   atomic_fetch_add(&api_total, 1);

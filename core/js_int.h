@@ -144,14 +144,17 @@ struct js_request {
   char buf[];
 };
 
-/* A message the shard publishes from its hook. */
+/* A message the shard publishes from its hook. With inbox_len above 0 it
+ * goes to the subscribers of the inbox while its MSG line shows subject,
+ * as consumer deliveries need. */
 struct js_out {
   struct js_out *next;
+  uint32_t inbox_len;
   uint32_t subject_len;
   uint32_t reply_len;
   uint32_t hdr_len;
   uint32_t total_len;          /* headers plus payload */
-  char buf[];                  /* subject, reply, headers, payload */
+  char buf[];                  /* inbox, subject, reply, headers, payload */
 };
 
 struct js_shard {
@@ -163,10 +166,13 @@ struct js_shard {
   struct js_stream *closing;   /* deleted streams waiting for their store to close */
   struct sub *api_sub;
   struct sub *ack_sub;
+  struct sub *deliver_sub;     /* deliveries handed over by other shards */
   struct js_request *req_head;
   struct js_request *req_tail;
   struct js_out *out_head;
   struct js_out *out_tail;
+  struct js_out *handover_head;  /* deliveries from other shards, for local subscribers */
+  struct js_out *handover_tail;
   int64_t next_timer_ms;
 };
 
@@ -186,6 +192,10 @@ struct js_shard *js_shard_self(struct shard *s);
 void js_send(struct js_shard *jsh, const char *subject, const char *reply, const void *hdr,
              uint32_t hdr_len, const void *data, uint32_t data_len);
 void js_send_json(struct js_shard *jsh, const char *subject, struct cJSON *obj);
+void js_deliver(struct js_shard *jsh, const char *inbox, const char *subject, const char *reply,
+                const void *hdr, uint32_t hdr_len, const void *data, uint32_t data_len);
+void js_queue_request(struct js_shard *jsh, const char *subject, uint32_t subject_len,
+                      const char *reply, uint32_t reply_len, const char *data, uint32_t data_len);
 int js_write_file_atomic(const char *dir, const char *name, const char *text, size_t len);
 int js_mkdir_p(const char *path);
 int js_remove_tree(const char *path);
@@ -239,6 +249,9 @@ void js_consumer_on_ack(struct sub *sub, const char *subject, uint32_t subject_l
 void js_consumers_on_stream_msg(struct js_stream *st);
 void js_consumers_free_all(struct js_stream *st);
 void js_consumer_api(struct js_shard *jsh, struct js_request *req, const char *stream);
+void js_consumer_ack(struct js_shard *jsh, struct js_request *req);
+void js_consumers_recover(struct js_stream *st);
+void js_consumers_timers(struct js_stream *st, int64_t now_ns);
 
 /* js_api.c */
 void js_api_handle(struct js_shard *jsh, struct js_request *req);

@@ -523,9 +523,10 @@ int js_stream_create(struct js_shard *jsh, const struct js_stream_config *cfg, i
     free_stream(st);
     return rc;
   }
-  js_stream_refresh_stats(st);
   st->next = jsh->streams;
   jsh->streams = st;
+  if (recovering) js_consumers_recover(st);
+  js_stream_refresh_stats(st);
   *out = st;
   return 0;
 }
