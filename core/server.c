@@ -23,6 +23,7 @@
 #include "core/sublist.h"
 #include "net/backend.h"
 #include "net/listener.h"
+#include "net/monitor.h"
 
 struct server server;
 
@@ -185,6 +186,9 @@ int server_run(void) {
   }
   if (js_init() != 0) return 1;
 
+  /* The monitor listens before the shards run, so that it is up once
+   * clients are served; its requests wait in the shards' mailboxes. */
+  if (monitor_start() != 0) return 1;
   int rc = shard_start_all();
   if (rc != 0) {
     log_fatal("could not start shard threads: %s", strerror(-rc));
@@ -198,6 +202,7 @@ int server_run(void) {
 
   log_info("Initiating Shutdown...");
   notify_stopping();
+  monitor_stop(); /* before the shards, which its requests may wait for */
   shard_stop_all();
   rcu_barrier();
   if (o->pidfile != NULL) unlink(o->pidfile);
