@@ -7,6 +7,7 @@
 #include "core/js.h"
 
 #include <cjson/cJSON.h>
+#include <stdatomic.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -366,6 +367,26 @@ static bool js_hook(struct shard *s, void *ctx) {
          (jsh->io_sync && io_inflight(jsh->io) > 0);
 }
 
+/* Holds each shard until every shard has recovered its streams and
+ * subscribed to the API, so the first clients, already accepted by the
+ * kernel, find every stream as nats-server's clients do. Bounded, so a
+ * stuck shard delays the others by JS_START_WAIT_MS at most. */
+#define JS_START_WAIT_MS 60000
+static atomic_int shards_ready;
+
+static void wait_for_all_shards(struct shard *s) {
+  atomic_fetch_add(&shards_ready, 1);
+  for (int waited_ms = 0; atomic_load(&shards_ready) < server.shard_count; waited_ms++) {
+    if (waited_ms == JS_START_WAIT_MS) {
+      log_warn("shard %u: other shards did not finish JetStream recovery within %d ms; "
+               "serving clients anyway",
+               s->id, JS_START_WAIT_MS);
+      return;
+    }
+    usleep(1000);
+  }
+}
+
 static void on_shard_start(struct shard *s) {
   if (previous_on_start != NULL) previous_on_start(s);
   struct js_shard *jsh = &js.shards[s->id];
@@ -394,6 +415,7 @@ static void on_shard_start(struct shard *s) {
     log_fatal("shard %u: could not set up the JetStream subscriptions and hook", s->id);
     exit(1);
   }
+  wait_for_all_shards(s);
 }
 
 static void log_limit(const char *label, int64_t bytes) {

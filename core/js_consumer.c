@@ -88,6 +88,8 @@ struct pull {
   int64_t batch;            /* messages still to send */
   int64_t max_bytes;        /* 0 = no limit */
   int64_t deadline_ns;      /* 0 = no expiry */
+  int64_t heartbeat_ns;     /* idle heartbeat interval, 0 = none */
+  int64_t next_heartbeat_ns;
   bool no_wait;
   char reply[];
 };
@@ -906,6 +908,7 @@ static void run_consumer(struct js_consumer *c, int64_t now_ns) {
     bool sent = false;
     while (p->batch > 0 && budget-- > 0 && deliver_one(c, p->reply, &m, now_ns, &pending)) {
       p->batch--;
+      p->next_heartbeat_ns = now_ns + p->heartbeat_ns;
       sent = true;
     }
     if (p->batch == 0) {
@@ -929,7 +932,7 @@ static void queue_pull(struct js_shard *jsh, const struct js_request *req, struc
     send_status(c, req->reply, "409 Consumer is push based", -1);
     return;
   }
-  int64_t batch = 1, expires = 0, max_bytes = 0;
+  int64_t batch = 1, expires = 0, max_bytes = 0, heartbeat = 0;
   bool no_wait = false;
   if (req->data_len > 0) {
     cJSON *body = cJSON_Parse(req->data);
@@ -941,6 +944,8 @@ static void queue_pull(struct js_shard *jsh, const struct js_request *req, struc
       if (cJSON_IsNumber(v)) batch = (int64_t)v->valuedouble;
       v = cJSON_GetObjectItemCaseSensitive(body, "expires");
       if (cJSON_IsNumber(v)) expires = (int64_t)v->valuedouble;
+      v = cJSON_GetObjectItemCaseSensitive(body, "idle_heartbeat");
+      if (cJSON_IsNumber(v)) heartbeat = (int64_t)v->valuedouble;
       v = cJSON_GetObjectItemCaseSensitive(body, "max_bytes");
       if (cJSON_IsNumber(v)) max_bytes = (int64_t)v->valuedouble;
       no_wait = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "no_wait"));
@@ -965,6 +970,8 @@ static void queue_pull(struct js_shard *jsh, const struct js_request *req, struc
   int64_t now_ns = js_now_ns();
   p->deadline_ns = expires > 0 ? now_ns + expires : 0;
   p->no_wait = no_wait;
+  p->heartbeat_ns = heartbeat > 0 ? heartbeat : 0;
+  p->next_heartbeat_ns = now_ns + p->heartbeat_ns;
   if (c->waiting_tail != NULL)
     c->waiting_tail->next = p;
   else
@@ -993,6 +1000,10 @@ void js_consumers_timers(struct js_stream *st, int64_t now_ns) {
     for (struct pull **pp = &c->waiting; *pp != NULL;) {
       struct pull *p = *pp;
       if (p->deadline_ns == 0 || p->deadline_ns > now_ns) {
+        if (p->heartbeat_ns > 0 && p->next_heartbeat_ns <= now_ns) {
+          send_status(c, p->reply, "100 Idle Heartbeat", -1);
+          p->next_heartbeat_ns = now_ns + p->heartbeat_ns;
+        }
         pp = &p->next;
         continue;
       }

@@ -142,11 +142,13 @@ class TestServer {
 /**
  * Starts the server under test on a free loopback port, or on `port` when
  * given (to restart a server where its clients expect it), and waits until it
- * accepts TCP connections. Retries when the child exits before it is ready,
- * since a probed port may be taken in between.
+ * accepts TCP connections. `args` are added after the environment's extra
+ * arguments (for example `["-js", "-sd", dir]`). Retries when the child exits
+ * before it is ready, since a probed port may be taken in between.
  */
-export async function startServer({ port: fixedPort } = {}) {
-  const { binary, extra } = serverCommand();
+export async function startServer({ port: fixedPort, args = [] } = {}) {
+  const { binary, extra: envExtra } = serverCommand();
+  const extra = [...envExtra, ...args];
   let lastFailure = "";
   for (let attempt = 1; attempt <= START_ATTEMPTS; attempt++) {
     const port = fixedPort ?? (await freePort());
