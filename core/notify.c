@@ -143,8 +143,9 @@ static void send_logged(const char *state) {
   int rc = notify_send(state);
   if (rc == 0) return;
   if (!notify.send_failed) {
-    log_warn("could not notify the service manager (%s), message starting \"%.20s\" lost",
-             strerror(-rc), state);
+    int first_line_len = (int)strcspn(state, "\n");
+    log_warn("could not notify the service manager (%s), message starting \"%.*s\" lost",
+             strerror(-rc), first_line_len, state);
     notify.send_failed = true;
     return;
   }
