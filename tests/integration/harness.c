@@ -379,7 +379,7 @@ natsOptions *harness_options(void) {
   return opts;
 }
 
-natsConnection *harness_connect_opts(natsOptions *opts) {
+natsStatus harness_try_connect(natsOptions *opts, natsConnection **out) {
   int slot = 0;
   while (slot < connection_count && connections[slot])
     slot++;
@@ -388,11 +388,22 @@ natsConnection *harness_connect_opts(natsOptions *opts) {
   natsConnection *nc = NULL;
   natsStatus s = natsConnection_Connect(&nc, opts ? opts : own);
   natsOptions_Destroy(own);
-  cr_assert_eq(s, NATS_OK, "connect to %s failed: %s (%s)", server.url, natsStatus_GetText(s),
-               nats_GetLastError(NULL));
+  if (s != NATS_OK) {
+    natsConnection_Destroy(nc);
+    return s;
+  }
   connections[slot] = nc;
   if (slot == connection_count)
     connection_count++;
+  *out = nc;
+  return NATS_OK;
+}
+
+natsConnection *harness_connect_opts(natsOptions *opts) {
+  natsConnection *nc = NULL;
+  natsStatus s = harness_try_connect(opts, &nc);
+  cr_assert_eq(s, NATS_OK, "connect to %s failed: %s (%s)", server.url, natsStatus_GetText(s),
+               nats_GetLastError(NULL));
   return nc;
 }
 

@@ -121,6 +121,11 @@ natsOptions *harness_options(void);
 natsConnection *harness_connect_opts(natsOptions *opts);
 natsConnection *harness_connect(void);
 
+/* Connects with opts (harness_options() when NULL) and returns the libnats
+ * status. On success *out receives the connection, which the harness
+ * destroys when the test ends, as for harness_connect_opts(). */
+natsStatus harness_try_connect(natsOptions *opts, natsConnection **out);
+
 /* Closes and destroys nc, which harness_connect*() returned. */
 void harness_disconnect(natsConnection *nc);
 
