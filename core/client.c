@@ -588,7 +588,7 @@ static void on_sub(struct client *c, const struct proto_cmd *cmd) {
   }
   if (server.opts.max_subscriptions > 0 &&
       c->subs.count >= (uint64_t)server.opts.max_subscriptions) {
-    client_send_err(c, "'Maximum Subscriptions Exceeded'");
+    client_send_err(c, "'maximum subscriptions exceeded'");
     return;
   }
 
@@ -861,4 +861,19 @@ void client_recheck_auth(struct client *c) {
     return;
   }
   c->user = user;
+
+  /* Subscriptions the new permissions no longer allow are removed, with
+   * the error nats-server sends for them. */
+  struct sub *sub = c->sub_list;
+  while (sub != NULL) {
+    struct sub *next = sub->next_in_client;
+    if (!auth_can_subscribe(user, sub->subject, sub->subject_len, sub->queue, sub->queue_len)) {
+      char text[600];
+      snprintf(text, sizeof text, "'Permissions Violation for Subscription to \"%.256s\" (sid \"%.64s\")'",
+               sub->subject, sub->sid);
+      client_send_err(c, text);
+      client_unsubscribe(c, sub);
+    }
+    sub = next;
+  }
 }

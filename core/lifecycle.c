@@ -94,7 +94,8 @@ void lifecycle_enter_lame_duck(void) {
 }
 
 /* Closes this shard's share of clients so that closes spread evenly over
- * the lame-duck duration after its grace period, as nats-server does. */
+ * the lame-duck duration after its grace period, as nats-server does. The
+ * server shuts down once the last client is gone. */
 static void close_lame_duck_share(struct shard *s) {
   int64_t grace = server.opts.lame_duck_grace_period_ms;
   int64_t span = server.opts.lame_duck_duration_ms - grace;
@@ -102,8 +103,11 @@ static void close_lame_duck_share(struct shard *s) {
   if (elapsed < 0) return;
   if (span < 1) span = 1;
 
+  /* The first close comes right after the grace period, the rest follow
+   * at even intervals. */
   uint64_t start = s->lame_duck_clients;
-  uint64_t keep = elapsed >= span ? 0 : start - start * (uint64_t)elapsed / (uint64_t)span;
+  uint64_t closed = elapsed >= span ? start : 1 + start * (uint64_t)elapsed / (uint64_t)span;
+  uint64_t keep = closed >= start ? 0 : start - closed;
   uint64_t open = 0;
   for (struct client *c = s->clients; c != NULL; c = c->next) open += c->state == CLIENT_OPEN;
   for (struct client *c = s->clients; c != NULL && open > keep; c = c->next) {

@@ -12,7 +12,8 @@ int main(int argc, char **argv) {
   int rc = opts_parse_args(&server.opts, argc, argv);
   if (rc != 0) return rc > 0 ? 0 : 1;
   if (server.opts.config_test_only) {
-    printf("shoal-server: configuration file %s test is successful\n",
+    /* The text nats-server prints, which deployment scripts look for. */
+    printf("nats-server: configuration file %s is valid\n",
            server.opts.config_file ? server.opts.config_file : "(none)");
     return 0;
   }

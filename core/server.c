@@ -119,7 +119,9 @@ static void signal_loop(const sigset_t *set) {
     if (atomic_load(&server.lame_duck)) {
       /* Lame-duck mode ends with a normal shutdown once its duration is up. */
       int64_t left = server.lame_duck_start_ms + server.opts.lame_duck_duration_ms - now;
-      if (left <= 0) return;
+      if (left <= 0 || atomic_load(&server.connections) == 0) return;
+      /* Look again soon: the shutdown follows the last client's close. */
+      if (left > 100) left = 100;
       if (timeout < 0 || left < timeout) timeout = (int)left;
     }
     int sig = wait_signal(set, timeout);
@@ -133,7 +135,11 @@ static void signal_loop(const sigset_t *set) {
       if (!atomic_load(&server.lame_duck)) lifecycle_enter_lame_duck();
       break;
     case SIGUSR1:
-      if (log_reopen() != 0) log_error("could not reopen the log file");
+      if (log_reopen() != 0) {
+        log_error("could not reopen the log file %s", server.opts.logfile);
+      } else if (server.opts.logfile != NULL) {
+        log_info("File log re-opened");
+      }
       break;
     case SIGHUP:
       notify_reloading();
