@@ -726,10 +726,25 @@ static void on_parse_error(struct client *c, int err, const char *at, size_t len
 
 /* Logs the command's control line in nats-server's trace form,
  * "<<- [PUB foo 5]". */
-static void trace_cmd(struct client *c, const char *p, size_t len) {
+static void trace_cmd(struct client *c, const struct proto_cmd *cmd, const char *p, size_t len) {
   const char *eol = memchr(p, '\n', len);
   size_t n = eol ? (size_t)(eol - p) : len;
   if (n > 0 && p[n - 1] == '\r') n--;
+  if (cmd->op == PROTO_OP_CONNECT) {
+    /* Passwords and tokens never reach the log, as with nats-server. */
+    cJSON *obj = cJSON_ParseWithLength(cmd->arg.ptr, cmd->arg.len);
+    static const char *const secrets[] = {"pass", "auth_token", "sig", "jwt"};
+    for (size_t i = 0; obj != NULL && i < sizeof secrets / sizeof secrets[0]; i++) {
+      if (cJSON_GetObjectItemCaseSensitive(obj, secrets[i]) != NULL)
+        cJSON_ReplaceItemInObjectCaseSensitive(obj, secrets[i], cJSON_CreateString("[REDACTED]"));
+    }
+    char *text = obj != NULL ? cJSON_PrintUnformatted(obj) : NULL;
+    log_trace("%s:%d - cid:%" PRIu64 " - <<- [CONNECT %s]", c->ip, c->port, c->cid,
+              text != NULL ? text : "(invalid JSON)");
+    free(text);
+    cJSON_Delete(obj);
+    return;
+  }
   log_trace("%s:%d - cid:%" PRIu64 " - <<- [%.*s]", c->ip, c->port, c->cid,
             (int)(n < 512 ? n : 512), p);
 }
@@ -752,7 +767,7 @@ static size_t process(struct client *c, const char *p, size_t len) {
       on_parse_error(c, rc, p + off, len - off);
       return len;
     }
-    if (log_trace_on) trace_cmd(c, p + off, (size_t)rc);
+    if (log_trace_on) trace_cmd(c, &cmd, p + off, (size_t)rc);
     dispatch(c, &cmd);
     off += (size_t)rc;
   }
