@@ -35,10 +35,10 @@
 #define MONITOR_CONNECTION_LIMIT 64
 /* Seconds an idle HTTP connection stays open. */
 #define MONITOR_IDLE_TIMEOUT_S 30
-/* The nice value of the HTTP thread. When the CPUs are busy, Linux's
- * scheduler gives a nice 19 thread about 1.5 % of the time a nice 0 shard
- * thread gets, so building a large /connz response cannot take CPU time
- * from the message path; it only takes longer. */
+/* The nice value of the HTTP thread. When a CPU is busy, Linux's CFS gives
+ * a nice 19 thread a weight of 15 against 1024 for a nice 0 shard thread
+ * (sched_prio_to_weight), so building a large /connz response takes little
+ * CPU time from the message path and takes longer instead. */
 #define MONITOR_THREAD_NICE 19
 #define MONITOR_LISTEN_BACKLOG 128
 
