@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* JetStream start-up and the per-shard plumbing: the store directory, one
  * storage I/O backend per shard, the internal subscriptions that receive
- * API requests, the queue of requests and outgoing messages, and the hook
- * that drives them once per shard loop iteration. Streams are in
+ * API requests, the queue of outgoing messages, and the hook that drives
+ * storage and sends that queue once per shard loop iteration. Streams are in
  * js_stream.c, API handlers in js_api.c. */
 #include "core/js.h"
 
@@ -35,9 +35,6 @@ struct js_global js;
 /* The start callback that was set before ours, run first. */
 static void (*previous_on_start)(struct shard *s);
 
-/* Requests handled per loop iteration, so a burst of API calls cannot hold
- * a shard away from its connections for long. */
-#define JS_REQUESTS_PER_RUN 64
 /* How often a shard expires old messages and duplicate ids. */
 #define JS_TIMER_INTERVAL_MS 250
 
@@ -291,10 +288,13 @@ static void send_outbox(struct js_shard *jsh) {
   }
 }
 
-void js_queue_request(struct js_shard *jsh, const char *subject, uint32_t subject_len,
-                      const char *reply, uint32_t reply_len, const char *data, uint32_t data_len) {
+void js_handle_request(struct js_shard *jsh, const char *subject, uint32_t subject_len,
+                       const char *reply, uint32_t reply_len, const char *data, uint32_t data_len) {
   struct js_request *req = malloc(sizeof *req + subject_len + reply_len + data_len + 3);
-  if (req == NULL) return;
+  if (req == NULL) {
+    log_error("JetStream: out of memory, dropping a request on %.*s", (int)subject_len, subject);
+    return;
+  }
   req->next = NULL;
   req->subject = req->buf;
   memcpy(req->subject, subject, subject_len);
@@ -306,32 +306,21 @@ void js_queue_request(struct js_shard *jsh, const char *subject, uint32_t subjec
   memcpy(req->data, data, data_len);
   req->data[data_len] = '\0';
   req->data_len = data_len;
-  if (jsh->req_tail != NULL)
-    jsh->req_tail->next = req;
-  else
-    jsh->req_head = req;
-  jsh->req_tail = req;
+  js_api_handle(jsh, req);
+  free(req);
 }
 
-/* Copies an API request owned by this shard into its queue; the hook
- * handles it, outside the router's walk of the match result. */
+/* Handles an API request owned by this shard at once, so it takes effect
+ * before any later publish from the same connection, as in nats-server.
+ * Its replies are only queued, because this runs inside the router's walk
+ * of a match result. */
 static void on_api_msg(struct sub *sub, const char *subject, uint32_t subject_len,
                        const char *reply, uint32_t reply_len, const char *data,
                        uint32_t header_len, uint32_t total_len) {
   struct js_shard *jsh = sub->internal_ctx;
   if (!js_api_owned_here(jsh->id, subject, subject_len)) return;
-  js_queue_request(jsh, subject, subject_len, reply, reply_len, data + header_len,
-                   total_len - header_len);
-}
-
-static void run_requests(struct js_shard *jsh) {
-  for (int i = 0; i < JS_REQUESTS_PER_RUN && jsh->req_head != NULL; i++) {
-    struct js_request *req = jsh->req_head;
-    jsh->req_head = req->next;
-    if (jsh->req_head == NULL) jsh->req_tail = NULL;
-    js_api_handle(jsh, req);
-    free(req);
-  }
+  js_handle_request(jsh, subject, subject_len, reply, reply_len, data + header_len,
+                    total_len - header_len);
 }
 
 static void run_timers(struct js_shard *jsh) {
@@ -345,11 +334,11 @@ static void run_timers(struct js_shard *jsh) {
 }
 
 /* The per-iteration JetStream work of one shard, in the order the store
- * requires: completions, new work, group commit, then replies. */
+ * requires: completions, timers, group commit, then queued messages. */
 static bool js_hook(struct shard *s, void *ctx) {
   struct js_shard *jsh = ctx;
+  jsh->in_hook = true;
   io_poll(jsh->io, false);
-  run_requests(jsh);
   if (s->now_ms >= jsh->next_timer_ms) {
     run_timers(jsh);
     jsh->next_timer_ms = s->now_ms + JS_TIMER_INTERVAL_MS;
@@ -360,11 +349,13 @@ static bool js_hook(struct shard *s, void *ctx) {
   }
   io_flush(jsh->io);
   send_outbox(jsh);
+  bool deferred = jsh->push_deferred;
+  js_consumers_release_deferred(jsh);
+  jsh->in_hook = false;
 
   /* io_uring completions wake the shard by themselves; the plain backend
    * runs its requests only when polled, so it keeps the shard awake. */
-  return jsh->req_head != NULL || jsh->out_head != NULL ||
-         (jsh->io_sync && io_inflight(jsh->io) > 0);
+  return deferred || jsh->out_head != NULL || (jsh->io_sync && io_inflight(jsh->io) > 0);
 }
 
 /* Holds each shard until every shard has recovered its streams and

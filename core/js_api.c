@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -441,6 +442,74 @@ static void handle_msg_delete(struct js_shard *jsh, const struct js_request *req
   js_send_json(jsh, req->reply, resp);
 }
 
+static void direct_status(struct js_shard *jsh, const struct js_request *req, const char *status) {
+  char hdr[128];
+  int n = snprintf(hdr, sizeof hdr, "NATS/1.0 %s\r\n\r\n", status);
+  js_send(jsh, req->reply, NULL, hdr, (uint32_t)n, NULL, 0);
+}
+
+/* Sends m as a direct get reply: its own headers followed by Nats-Stream,
+ * Nats-Subject, Nats-Sequence and Nats-Time-Stamp, as nats-server 2.9 does. */
+static void direct_reply(struct js_shard *jsh, const struct js_request *req, struct js_stream *st,
+                         const struct store_msg *m) {
+  size_t own = m->hdr_len;
+  /* Drop the blank line that ends the stored block, keeping its headers. */
+  if (own >= 4 && memcmp(m->hdr + own - 4, "\r\n\r\n", 4) == 0) own -= 2;
+  size_t cap = own + m->subject_len + strlen(st->cfg.name) + 160;
+  char *hdr = malloc(cap);
+  if (hdr == NULL) return;
+  size_t n = 0;
+  if (own > 0) {
+    memcpy(hdr, m->hdr, own);
+    n = own;
+  } else {
+    n = (size_t)snprintf(hdr, cap, "NATS/1.0\r\n");
+  }
+  char ts[48];
+  js_time_format(m->ts_ns, ts, sizeof ts);
+  n += (size_t)snprintf(hdr + n, cap - n,
+                        "Nats-Stream: %s\r\nNats-Subject: %.*s\r\nNats-Sequence: %" PRIu64
+                        "\r\nNats-Time-Stamp: %s\r\n\r\n",
+                        st->cfg.name, (int)m->subject_len, m->subject, m->seq, ts);
+  js_send(jsh, req->reply, NULL, hdr, (uint32_t)n, m->data, m->data_len);
+  free(hdr);
+}
+
+/* $JS.API.DIRECT.GET.<stream> with a JSON body, or with the subject of the
+ * last message to read appended to the API subject. */
+static void handle_direct_get(struct js_shard *jsh, const struct js_request *req,
+                              struct js_stream *st, const char *last_subject) {
+  if (st == NULL || !st->cfg.allow_direct || req->reply[0] == '\0') return;
+  struct store_msg m = {0};
+  int rc;
+  if (last_subject != NULL) {
+    rc = store_read_last(st->store, last_subject, strlen(last_subject), &m);
+  } else {
+    bool invalid;
+    cJSON *body = parse_body(req, &invalid);
+    int64_t seq = body_int(body, "seq", 0);
+    const char *last = body_string(body, "last_by_subj");
+    const char *next = body_string(body, "next_by_subj");
+    if (invalid || body == NULL || (seq <= 0 && last == NULL && next == NULL)) {
+      cJSON_Delete(body);
+      direct_status(jsh, req, "408 Malformed Request");
+      return;
+    }
+    if (last != NULL)
+      rc = store_read_last(st->store, last, strlen(last), &m);
+    else if (next != NULL)
+      rc = store_read_next(st->store, seq > 0 ? (uint64_t)seq : 1, next, strlen(next), &m);
+    else
+      rc = store_read(st->store, (uint64_t)seq, &m);
+    cJSON_Delete(body);
+  }
+  if (rc == 0)
+    direct_reply(jsh, req, st, &m);
+  else
+    direct_status(jsh, req, "404 Message Not Found");
+  store_msg_free(&m);
+}
+
 /* Dispatches a stream request; name is the stream token. */
 static void handle_stream(struct js_shard *jsh, const struct js_request *req,
                           const struct api_tokens *t, const char *name) {
@@ -482,8 +551,13 @@ void js_api_handle(struct js_shard *jsh, struct js_request *req) {
   char name[JS_NAME_MAX + 1];
   memcpy(name, t.tok[i], t.len[i]);
   name[t.len[i]] = '\0';
-  if (tok_is(&t, 0, "STREAM"))
+  if (tok_is(&t, 0, "STREAM")) {
     handle_stream(jsh, req, &t, name);
+  } else if (tok_is(&t, 0, "DIRECT") && tok_is(&t, 1, "GET")) {
+    /* Everything after the stream token is the subject to read. */
+    const char *last = t.count > 3 ? t.tok[3] : NULL;
+    handle_direct_get(jsh, req, js_stream_find(jsh, name), last);
+  }
   else if (tok_is(&t, 0, "CONSUMER"))
     js_consumer_api(jsh, req, name);
 }

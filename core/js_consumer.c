@@ -21,7 +21,9 @@
 
 #include "core/js_int.h"
 #include "core/log.h"
+#include "core/shard.h"
 #include "core/sub-t.h"
+#include "core/subcache.h"
 #include "core/subject.h"
 
 #define TYPE_PREFIX "io.nats.jetstream.api.v1."
@@ -94,6 +96,18 @@ struct pull {
   char reply[];
 };
 
+/* A copy of a message a consumer starts with, taken when it is created,
+ * so a later publish that replaces it (max_msgs_per_subject) before the
+ * consumer's first delivery does not lose it. */
+struct start_msg {
+  uint64_t seq;
+  int64_t ts_ns;
+  uint16_t subject_len;
+  uint32_t hdr_len;
+  uint32_t data_len;
+  uint8_t *buf;              /* subject, headers, payload */
+};
+
 struct js_consumer {
   struct js_stream *st;
   struct js_consumer *next;
@@ -102,6 +116,13 @@ struct js_consumer {
   int64_t created_ns;
   char *dir;                /* durable consumers only */
   uint64_t next_sseq;       /* the next stream sequence to look at */
+  /* deliver_policy last_per_subject: the sequences to deliver before
+   * next_sseq, ascending, and how many were delivered.
+   * TODO: not saved with the state, so a durable consumer restarted
+   * before the list is done skips the rest of it. */
+  struct start_msg *start_msgs;
+  uint32_t start_count;
+  uint32_t start_index;
   uint64_t delivered_cseq;
   uint64_t delivered_sseq;
   uint64_t ack_floor_cseq;
@@ -114,8 +135,15 @@ struct js_consumer {
   struct pull *waiting_tail;
   uint32_t waiting_count;
   int64_t last_active_ns;
+  int64_t next_heartbeat_ns; /* push consumers with idle_heartbeat */
+  /* A new push consumer waits one loop iteration, so the create response
+   * reaches the client in an earlier write than the first messages:
+   * nats.js drops messages of a consumer whose create it has not seen. */
+  bool start_deferred;
   bool state_dirty;
 };
+
+static void run_consumer(struct js_consumer *c, int64_t now_ns);
 
 /* ---- Configuration ---- */
 
@@ -313,7 +341,8 @@ static const char *filter_of(const struct js_consumer *c, size_t *len) {
 static uint64_t num_pending(struct js_consumer *c) {
   struct store_state state;
   store_state(c->st->store, &state);
-  if (state.msgs == 0 || c->next_sseq > state.last_seq) return 0;
+  uint64_t listed = c->start_count - c->start_index;
+  if (state.msgs == 0 || c->next_sseq > state.last_seq) return listed;
   size_t flen;
   const char *filter = filter_of(c, &flen);
   if (filter == NULL) {
@@ -332,6 +361,67 @@ static uint64_t num_pending(struct js_consumer *c) {
   return count;
 }
 
+struct subject_list {
+  char **names;
+  uint32_t count;
+  uint32_t cap;
+};
+
+static void add_subject(void *ctx, const char *subject, size_t len, uint64_t msgs) {
+  struct subject_list *l = ctx;
+  if (msgs == 0) return;
+  if (l->count == l->cap) {
+    uint32_t cap = l->cap == 0 ? 64 : l->cap * 2;
+    char **grown = realloc(l->names, cap * sizeof *grown);
+    if (grown == NULL) return;
+    l->names = grown;
+    l->cap = cap;
+  }
+  char *copy = strndup(subject, len);
+  if (copy != NULL) l->names[l->count++] = copy;
+}
+
+static int compare_start(const void *a, const void *b) {
+  uint64_t x = ((const struct start_msg *)a)->seq, y = ((const struct start_msg *)b)->seq;
+  return x < y ? -1 : x > y;
+}
+
+static bool copy_start(struct start_msg *out, const struct store_msg *m) {
+  out->buf = malloc((size_t)m->subject_len + m->hdr_len + m->data_len + 1);
+  if (out->buf == NULL) return false;
+  out->seq = m->seq;
+  out->ts_ns = m->ts_ns;
+  out->subject_len = m->subject_len;
+  out->hdr_len = m->hdr_len;
+  out->data_len = m->data_len;
+  memcpy(out->buf, m->subject, m->subject_len);
+  if (m->hdr_len > 0) memcpy(out->buf + m->subject_len, m->hdr, m->hdr_len);
+  if (m->data_len > 0) memcpy(out->buf + m->subject_len + m->hdr_len, m->data, m->data_len);
+  return true;
+}
+
+/* Fills start_msgs with copies of the last message of each subject that
+ * matches the filter, in stream order.
+ * NOTE: the copies cost memory in proportion to the number of subjects. */
+static void collect_last_per_subject(struct js_consumer *c) {
+  size_t flen;
+  const char *filter = filter_of(c, &flen);
+  struct subject_list l = {0};
+  store_subjects(c->st->store, filter, flen, add_subject, &l);
+  c->start_msgs = calloc(l.count > 0 ? l.count : 1, sizeof *c->start_msgs);
+  struct store_msg m = {0};
+  for (uint32_t i = 0; i < l.count; i++) {
+    if (c->start_msgs != NULL &&
+        store_read_last(c->st->store, l.names[i], strlen(l.names[i]), &m) == 0 &&
+        copy_start(&c->start_msgs[c->start_count], &m))
+      c->start_count++;
+    free(l.names[i]);
+  }
+  store_msg_free(&m);
+  free(l.names);
+  qsort(c->start_msgs, c->start_count, sizeof *c->start_msgs, compare_start);
+}
+
 /* Sets next_sseq from the deliver policy of a new consumer. */
 static void set_start(struct js_consumer *c) {
   struct store_state state;
@@ -342,7 +432,15 @@ static void set_start(struct js_consumer *c) {
   c->next_sseq = state.first_seq > 0 ? state.first_seq : 1;
   switch (c->cfg.deliver_policy) {
   case DELIVER_ALL:
-  case DELIVER_LAST_PER_SUBJECT: /* TODO: delivers all messages, not the last per subject */
+    break;
+  case DELIVER_LAST_PER_SUBJECT:
+    collect_last_per_subject(c);
+    c->next_sseq = state.last_seq + 1;
+    if (c->start_count > 0) {
+      store_msg_free(&m);
+      c->delivered_sseq = c->start_msgs[0].seq - 1;
+      return;
+    }
     break;
   case DELIVER_LAST:
     if (store_read_last(c->st->store, filter, flen, &m) == 0)
@@ -447,7 +545,6 @@ static cJSON *info_json(struct js_consumer *c, const char *type) {
   add_num(o, "num_redelivered", (int64_t)c->num_redelivered);
   add_num(o, "num_waiting", c->waiting_count);
   add_num(o, "num_pending", (int64_t)num_pending(c));
-  if (c->cfg.deliver_subject != NULL) cJSON_AddBoolToObject(o, "push_bound", true);
   return o;
 }
 
@@ -482,6 +579,8 @@ static void free_consumer(struct js_consumer *c, bool notify_waiting) {
   }
   config_free(&c->cfg);
   free(c->pending);
+  for (uint32_t i = 0; i < c->start_count; i++) free(c->start_msgs[i].buf);
+  free(c->start_msgs);
   free(c->dir);
   free(c);
 }
@@ -659,6 +758,10 @@ static void handle_create(struct js_shard *jsh, const struct js_request *req, st
   }
   c->last_active_ns = 0;
   js_send_json(jsh, req->reply, info_json(c, type));
+  if (c->cfg.deliver_subject != NULL) {
+    c->start_deferred = true;
+    jsh->push_deferred = true;
+  }
 }
 
 static void handle_names(struct js_shard *jsh, const struct js_request *req, struct js_stream *st,
@@ -843,6 +946,21 @@ static int next_message(struct js_consumer *c, struct store_msg *m, uint64_t *de
   bool full = c->cfg.ack_policy != ACK_NONE && c->cfg.max_ack_pending > 0 &&
               c->pending_count >= c->cfg.max_ack_pending;
   if (full) return -ENOENT;
+  if (c->start_index < c->start_count) {
+    /* m keeps its buffer; its fields point into the copy until the next read. */
+    const struct start_msg *sm = &c->start_msgs[c->start_index];
+    m->seq = sm->seq;
+    m->ts_ns = sm->ts_ns;
+    m->subject = (const char *)sm->buf;
+    m->subject_len = sm->subject_len;
+    m->hdr = sm->buf + sm->subject_len;
+    m->hdr_len = sm->hdr_len;
+    m->data = sm->buf + sm->subject_len + sm->hdr_len;
+    m->data_len = sm->data_len;
+    *deliveries = 1;
+    *is_new = true;
+    return 0;
+  }
   size_t flen;
   const char *filter = filter_of(c, &flen);
   int rc = store_read_next(c->st->store, c->next_sseq, filter, flen, m);
@@ -861,7 +979,10 @@ static bool deliver_one(struct js_consumer *c, const char *inbox, struct store_m
   bool is_new;
   if (next_message(c, m, &deliveries, &is_new) != 0) return false;
   if (is_new) {
-    c->next_sseq = m->seq + 1;
+    if (c->start_index < c->start_count)
+      c->start_index++; /* its copy is freed with the consumer */
+    else
+      c->next_sseq = m->seq + 1;
     c->delivered_sseq = m->seq;
   } else {
     c->num_redelivered++;
@@ -891,11 +1012,30 @@ static void pop_pull(struct js_consumer *c) {
   free(p);
 }
 
+/* True when a client subscribes to the push consumer's deliver_subject.
+ * Hook context only, because it uses the shard's match cache. */
+static bool has_interest(struct js_consumer *c) {
+  struct shard *s = c->st->owner->shard;
+  const char *subject = c->cfg.deliver_subject;
+  const struct sublist_result *r = subcache_match(s->cache, subject, strlen(subject));
+  for (uint32_t i = 0; r != NULL && i < r->plain_count; i++) {
+    if (r->plain[i]->client != NULL || r->plain[i]->shard_id != s->id) return true;
+  }
+  return r != NULL && r->group_count > 0;
+}
+
 static void run_consumer(struct js_consumer *c, int64_t now_ns) {
   struct store_msg m = {0};
   int budget = DELIVER_BUDGET;
   int64_t pending = -1;
   if (c->cfg.deliver_subject != NULL) {
+    /* Push consumers run from the hook only, as nats-server delivers
+     * only while the deliver subject has a subscriber. */
+    if (c->start_deferred) return;
+    if (!c->st->owner->in_hook || !has_interest(c)) {
+      c->st->owner->push_kick = true;
+      return;
+    }
     /* TODO: push consumers deliver without checking for interest, and
      * without flow control or idle heartbeats. */
     while (budget-- > 0 && deliver_one(c, c->cfg.deliver_subject, &m, now_ns, &pending)) {
@@ -991,7 +1131,47 @@ void js_consumers_on_stream_msg(struct js_stream *st) {
   }
 }
 
-void js_consumers_run(struct js_shard *jsh) { (void)jsh; }
+/* Lets the push consumers created since the last call start at the next
+ * js_consumers_run(). Hook context, after the outgoing queue was sent. */
+void js_consumers_release_deferred(struct js_shard *jsh) {
+  if (!jsh->push_deferred) return;
+  jsh->push_deferred = false;
+  for (struct js_stream *st = jsh->streams; st != NULL; st = st->next) {
+    for (struct js_consumer *c = st->consumers; c != NULL; c = c->next) c->start_deferred = false;
+  }
+  jsh->push_kick = true;
+}
+
+/* Runs the push consumers of the shard after new messages, acks or a new
+ * consumer set push_kick. Hook context. */
+void js_consumers_run(struct js_shard *jsh) {
+  if (!jsh->push_kick) return;
+  jsh->push_kick = false;
+  int64_t now_ns = js_now_ns();
+  for (struct js_stream *st = jsh->streams; st != NULL; st = st->next) {
+    for (struct js_consumer *c = st->consumers; c != NULL; c = c->next) {
+      if (c->cfg.deliver_subject != NULL) run_consumer(c, now_ns);
+    }
+  }
+  /* Consumers without interest set push_kick again; the timer retries
+   * them, so the hook does not spin on them. */
+  jsh->push_kick = false;
+}
+
+/* Sends a push consumer's idle heartbeat when nothing was delivered for
+ * idle_heartbeat, with the last sequences as nats-server 2.9 sends them. */
+static void push_heartbeat(struct js_consumer *c, int64_t now_ns) {
+  int64_t last = c->last_active_ns > c->created_ns ? c->last_active_ns : c->created_ns;
+  if (now_ns - last < c->cfg.idle_heartbeat_ns || now_ns < c->next_heartbeat_ns) return;
+  char hdr[256];
+  int n = snprintf(hdr, sizeof hdr,
+                   "NATS/1.0 100 Idle Heartbeat\r\nNats-Last-Consumer: %" PRIu64
+                   "\r\nNats-Last-Stream: %" PRIu64 "\r\n\r\n",
+                   c->delivered_cseq, c->delivered_sseq);
+  js_deliver(c->st->owner, c->cfg.deliver_subject, c->cfg.deliver_subject, NULL, hdr, (uint32_t)n,
+             NULL, 0);
+  c->next_heartbeat_ns = now_ns + c->cfg.idle_heartbeat_ns;
+}
 
 /* Expires pull requests and queues redeliveries after ack_wait. */
 void js_consumers_timers(struct js_stream *st, int64_t now_ns) {
@@ -1024,6 +1204,8 @@ void js_consumers_timers(struct js_stream *st, int64_t now_ns) {
       due = true;
     }
     if (due || c->cfg.deliver_subject != NULL) run_consumer(c, now_ns);
+    if (c->cfg.deliver_subject != NULL && c->cfg.idle_heartbeat_ns > 0 && has_interest(c))
+      push_heartbeat(c, now_ns);
 
     /* An ephemeral pull consumer with no request for inactive_threshold goes away. */
     if (c->cfg.durable[0] == '\0' && c->cfg.deliver_subject == NULL && c->waiting == NULL &&
@@ -1051,8 +1233,8 @@ void js_consumer_on_ack(struct sub *sub, const char *subject, uint32_t subject_l
   const char *dot = memchr(stream, '.', (size_t)(end - stream));
   if (dot == NULL) return;
   if (js_owner_of(stream, (size_t)(dot - stream)) != jsh->id) return;
-  js_queue_request(jsh, subject, subject_len, reply, reply_len, data + header_len,
-                   total_len - header_len);
+  js_handle_request(jsh, subject, subject_len, reply, reply_len, data + header_len,
+                    total_len - header_len);
 }
 
 static void ack_one(struct js_consumer *c, uint64_t sseq) {

@@ -6,10 +6,11 @@
  * hashes to (XXH3-64 modulo the shard count) and are touched only on that
  * shard's thread. The registry is the one structure other shards read: a
  * mutex guards its list, and each entry's counters are atomics that only
- * the owning shard writes. API requests and replies never run inside a
- * subscription callback, because publishing from there would reuse the
- * match result the router is still walking: callbacks queue work, and the
- * shard's JetStream hook runs it. */
+ * the owning shard writes. API requests, acks and captured publishes are
+ * handled inside their subscription callbacks, so they apply in arrival
+ * order, but nothing there publishes, because that would reuse the match
+ * result the router is still walking. Replies and deliveries are queued,
+ * and the shard's JetStream hook sends them. */
 #ifndef SHOAL_JS_INT_H
 #define SHOAL_JS_INT_H
 
@@ -134,7 +135,8 @@ struct js_stream {
   struct js_stream *next;
 };
 
-/* An API request copied out of its subscription callback. */
+/* An API request or ack copied out of its subscription callback, with
+ * NUL-terminated fields for the handlers. */
 struct js_request {
   struct js_request *next;
   char *subject;
@@ -167,13 +169,14 @@ struct js_shard {
   struct sub *api_sub;
   struct sub *ack_sub;
   struct sub *deliver_sub;     /* deliveries handed over by other shards */
-  struct js_request *req_head;
-  struct js_request *req_tail;
   struct js_out *out_head;
   struct js_out *out_tail;
   struct js_out *handover_head;  /* deliveries from other shards, for local subscribers */
   struct js_out *handover_tail;
   int64_t next_timer_ms;
+  bool in_hook;                /* the hook is running, so matching and sending are safe */
+  bool push_kick;              /* some push consumer may have messages to deliver */
+  bool push_deferred;          /* push consumers created in this loop iteration */
 };
 
 /* Process-wide JetStream state, set by js_init() before shards start. */
@@ -194,8 +197,8 @@ void js_send(struct js_shard *jsh, const char *subject, const char *reply, const
 void js_send_json(struct js_shard *jsh, const char *subject, struct cJSON *obj);
 void js_deliver(struct js_shard *jsh, const char *inbox, const char *subject, const char *reply,
                 const void *hdr, uint32_t hdr_len, const void *data, uint32_t data_len);
-void js_queue_request(struct js_shard *jsh, const char *subject, uint32_t subject_len,
-                      const char *reply, uint32_t reply_len, const char *data, uint32_t data_len);
+void js_handle_request(struct js_shard *jsh, const char *subject, uint32_t subject_len,
+                       const char *reply, uint32_t reply_len, const char *data, uint32_t data_len);
 int js_write_file_atomic(const char *dir, const char *name, const char *text, size_t len);
 int js_mkdir_p(const char *path);
 int js_remove_tree(const char *path);
@@ -243,6 +246,7 @@ void js_stream_reap_closing(struct js_shard *jsh);
 
 /* js_consumer.c */
 void js_consumers_run(struct js_shard *jsh);
+void js_consumers_release_deferred(struct js_shard *jsh);
 void js_consumer_on_ack(struct sub *sub, const char *subject, uint32_t subject_len,
                         const char *reply, uint32_t reply_len, const char *data,
                         uint32_t header_len, uint32_t total_len);
