@@ -2,8 +2,8 @@
 /* Unit tests of net/monitor_util.c: the time and duration formats that
  * nats-server's monitoring JSON uses (Go's RFC 3339 with nanoseconds,
  * time.Duration.String() and nats-server's uptime form). The expected
- * strings are what Go 1.19 and nats-server 2.9.10 print for the same
- * values. */
+ * strings follow Go's formatting rules and nats-server 2.9.10's myUptime()
+ * in server/monitor.go. */
 #include <criterion/criterion.h>
 #include <stdint.h>
 #include <string.h>
