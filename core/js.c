@@ -300,10 +300,10 @@ void js_handle_request(struct js_shard *jsh, const char *subject, uint32_t subje
   memcpy(req->subject, subject, subject_len);
   req->subject[subject_len] = '\0';
   req->reply = req->subject + subject_len + 1;
-  memcpy(req->reply, reply, reply_len);
+  if (reply_len > 0) memcpy(req->reply, reply, reply_len);
   req->reply[reply_len] = '\0';
   req->data = req->reply + reply_len + 1;
-  memcpy(req->data, data, data_len);
+  if (data_len > 0) memcpy(req->data, data, data_len);
   req->data[data_len] = '\0';
   req->data_len = data_len;
   js_api_handle(jsh, req);

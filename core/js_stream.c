@@ -315,7 +315,7 @@ static void on_capture(struct sub *sub, const char *subject, uint32_t subject_le
   if (st == NULL || st->closing) return;
   char reply_buf[1024];
   if (reply_len >= sizeof reply_buf) reply_len = 0; /* TODO: reply subjects above 1 KiB get no ack */
-  memcpy(reply_buf, reply, reply_len);
+  if (reply_len > 0) memcpy(reply_buf, reply, reply_len);
   reply_buf[reply_len] = '\0';
 
   struct pub_headers h;
