@@ -303,6 +303,12 @@ if [ "$write_doc" -eq 1 ]; then
   nats_version=$("$nats" --version 2>&1 | head -1)
   commit=$(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo unknown)
   mkdir -p "$(dirname "$doc")"
+  # Sections other scripts write between "<!-- NAME: begin" and
+  # "<!-- NAME: end -->" lines are carried over to the new page.
+  kept=""
+  if [ -f "$doc" ]; then
+    kept=$(awk '/^<!-- [a-z-]+: begin/ { keep = 1 } keep { print } /^<!-- [a-z-]+: end -->/ { keep = 0; print "" }' "$doc")
+  fi
   cat >"$doc" <<EOF
 # Benchmarks
 
@@ -367,5 +373,6 @@ the clients rather than measure the server.
 - JetStream scenarios: shoal-server has no JetStream yet, and shoal-bench
   exits with an error for them.
 EOF
+  [ -z "$kept" ] || printf '\n%s\n' "$kept" >>"$doc"
   echo "wrote $doc" >&2
 fi
