@@ -79,6 +79,7 @@ static const char usage_text[] =
     "    -m, --http_port <port>           Use port for HTTP monitoring\n"
     "    -c, --config <file>              Configuration file\n"
     "    -t                               Test the configuration and exit\n"
+    "    --ports_file_dir <dir>           Write a ports file (<exe>_<pid>.ports) in this directory\n"
     "    -sl, --signal <cmd>[=<pid>]      Send a signal to a running server: stop, quit, term,\n"
     "                                     reopen, reload or ldm; <pid> may be a pid file\n"
     "    --shards <n>                     Number of shard threads (default: one per online CPU)\n"
@@ -117,6 +118,7 @@ enum {
   OPT_ADDR, OPT_PORT, OPT_NAME, OPT_PID, OPT_HTTP_PORT, OPT_CONFIG, OPT_TEST, OPT_SHARDS,
   OPT_BACKEND, OPT_LOG, OPT_LOGTIME, OPT_DEBUG, OPT_TRACE, OPT_DEBUG_TRACE, OPT_USER,
   OPT_PASS, OPT_AUTH, OPT_JETSTREAM, OPT_STORE_DIR, OPT_HELP, OPT_VERSION, OPT_SIGNAL,
+  OPT_PORTS_FILE_DIR,
 };
 
 static const struct flag flags[] = {
@@ -142,6 +144,7 @@ static const struct flag flags[] = {
     {{"h", "help"}, FLAG_BOOL, OPT_HELP},
     {{"v", "version"}, FLAG_BOOL, OPT_VERSION},
     {{"sl", "signal"}, FLAG_STRING, OPT_SIGNAL},
+    {{"ports_file_dir"}, FLAG_STRING, OPT_PORTS_FILE_DIR},
 };
 
 static const struct flag *find_flag(const char *name, size_t len) {
@@ -316,6 +319,7 @@ static int apply_flag(struct opts *o, const struct flag *f, const char *value,
   case OPT_VERSION:
     printf("nats-server: v%s (shoal-server %s)\n", OPTS_COMPAT_VERSION, SHOAL_VERSION);
     return 1;
+  case OPT_PORTS_FILE_DIR: set_string(&o->ports_file_dir, value); break;
   case OPT_SIGNAL:
     return send_signal_command(value) == 0 ? 1 : -1;
   }
