@@ -200,6 +200,12 @@ static void handle_create(struct js_shard *jsh, const struct js_request *req, co
     reply_error(jsh, req, type, &err);
     return;
   }
+  if (cfg.sealed) {
+    js_err_set(&err, 500, 10052, "stream configuration for create can not be sealed");
+    reply_error(jsh, req, type, &err);
+    js_config_free(&cfg);
+    return;
+  }
   if (!js_name_valid(cfg.name)) {
     js_err_set(&err, 400, 10131, "stream name is invalid");
     reply_error(jsh, req, type, &err);

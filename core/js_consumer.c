@@ -136,6 +136,7 @@ struct js_consumer {
   uint32_t waiting_count;
   int64_t last_active_ns;
   int64_t next_heartbeat_ns; /* push consumers with idle_heartbeat */
+  int64_t last_interest_ns;  /* push consumers: when a subscriber was last seen */
   /* A new push consumer waits one loop iteration, so the create response
    * reaches the client in an earlier write than the first messages:
    * nats.js drops messages of a consumer whose create it has not seen. */
@@ -258,6 +259,11 @@ static int check_config(struct js_stream *st, struct consumer_config *c, struct 
   }
   if (!consumer_name_valid(c->durable) || !consumer_name_valid(c->name)) {
     js_err_set(err, 400, 10103, "durable name can not contain '.', '*', '>'");
+    return -1;
+  }
+  if (st->cfg.retention == JS_RETENTION_WORKQUEUE && c->deliver_subject == NULL &&
+      c->ack_policy == ACK_NONE) {
+    js_err_set(err, 400, 10084, "consumer in pull mode requires ack policy");
     return -1;
   }
   if (c->max_deliver == 0) c->max_deliver = -1;
@@ -686,7 +692,7 @@ static int parse_create(struct js_stream *st, const struct js_request *req,
   if (!stream_ok) {
     js_err_set(err, 400, 10056, "stream name in subject does not match request");
   } else if (durable_form && strcmp(cfg->durable, cr->consumer) != 0) {
-    js_err_set(err, 400, 10016, "consumer name in subject does not match durable name in request");
+    js_err_set(err, 400, 10017, "consumer name in subject does not match durable name in request");
   } else if (!durable_form && cr->consumer == NULL && cfg->durable[0] != '\0') {
     js_err_set(err, 400, 10020, "consumer expected to be ephemeral but a durable name was set in request");
   } else if (!durable_form && cr->consumer != NULL &&
@@ -699,6 +705,24 @@ static int parse_create(struct js_stream *st, const struct js_request *req,
   }
   config_free(cfg);
   return -1;
+}
+
+/* A workqueue stream gives each message to one consumer, so nats-server
+ * 2.9 rejects a consumer whose filter overlaps another one's. */
+static bool workqueue_conflict(struct js_stream *st, const struct consumer_config *cfg,
+                               struct js_err *err) {
+  for (struct js_consumer *c = st->consumers; c != NULL; c = c->next) {
+    if (c->cfg.filter_subject == NULL && cfg->filter_subject == NULL) {
+      js_err_set(err, 400, 10099, "multiple non-filtered consumers not allowed on workqueue stream");
+      return true;
+    }
+    if (c->cfg.filter_subject == NULL || cfg->filter_subject == NULL ||
+        js_subjects_overlap(c->cfg.filter_subject, cfg->filter_subject)) {
+      js_err_set(err, 400, 10100, "filtered consumer not unique on workqueue stream");
+      return true;
+    }
+  }
+  return false;
 }
 
 static void handle_create(struct js_shard *jsh, const struct js_request *req, struct js_stream *st,
@@ -729,6 +753,11 @@ static void handle_create(struct js_shard *jsh, const struct js_request *req, st
       return;
     }
     js_send_json(jsh, req->reply, info_json(c, type));
+    return;
+  }
+  if (st->cfg.retention == JS_RETENTION_WORKQUEUE && workqueue_conflict(st, &cfg, &err)) {
+    config_free(&cfg);
+    reply_error(jsh, req, type, &err);
     return;
   }
   if (st->cfg.max_consumers > 0) {
@@ -1207,11 +1236,15 @@ void js_consumers_timers(struct js_stream *st, int64_t now_ns) {
     if (c->cfg.deliver_subject != NULL && c->cfg.idle_heartbeat_ns > 0 && has_interest(c))
       push_heartbeat(c, now_ns);
 
-    /* An ephemeral pull consumer with no request for inactive_threshold goes away. */
-    if (c->cfg.durable[0] == '\0' && c->cfg.deliver_subject == NULL && c->waiting == NULL &&
-        c->cfg.inactive_threshold_ns > 0) {
-      int64_t since = c->last_active_ns != 0 ? c->last_active_ns : c->created_ns;
-      if (now_ns - since > c->cfg.inactive_threshold_ns) {
+    /* An ephemeral consumer goes away after inactive_threshold without a
+     * pull request (pull) or without a subscriber (push). */
+    if (c->cfg.durable[0] == '\0' && c->cfg.inactive_threshold_ns > 0) {
+      bool push = c->cfg.deliver_subject != NULL;
+      if (push && has_interest(c)) c->last_interest_ns = now_ns;
+      int64_t since = push ? c->last_interest_ns : c->last_active_ns;
+      if (since < c->created_ns) since = c->created_ns;
+      bool idle = push || c->waiting == NULL;
+      if (idle && now_ns - since > c->cfg.inactive_threshold_ns) {
         delete_consumer(c);
         continue;
       }

@@ -599,6 +599,21 @@ void js_stream_delete(struct js_stream *st) {
   js_registry_remove(st->reg);
   st->reg = NULL;
   st->closing = true;
+
+  /* Move the files aside at once: a stream created again under the same
+   * name must not share the directory that the reaper removes later. */
+  size_t len = strlen(js.streams_dir) + strlen(st->cfg.name) + 48;
+  char *trash = malloc(len);
+  if (trash != NULL) {
+    snprintf(trash, len, "%s/.deleted-%s-%" PRId64, js.streams_dir, st->cfg.name, js_now_ns());
+    if (rename(st->dir, trash) == 0) {
+      free(st->dir);
+      st->dir = trash;
+    } else {
+      log_error("stream %s: could not move %s aside: %s", st->cfg.name, st->dir, strerror(errno));
+      free(trash);
+    }
+  }
   st->next = jsh->closing;
   jsh->closing = st;
   js_stream_reap_closing(jsh);
@@ -676,6 +691,16 @@ void js_stream_recover_all(struct js_shard *jsh) {
   if (dir == NULL) return;
   struct dirent *de;
   while ((de = readdir(dir)) != NULL) {
+    if (strncmp(de->d_name, ".deleted-", 9) == 0) {
+      /* A stream deleted just before a crash or stop: finish removing it,
+       * once, on shard 0. */
+      if (jsh->id == 0) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", js.streams_dir, de->d_name);
+        js_remove_tree(path);
+      }
+      continue;
+    }
     if (de->d_name[0] == '.') continue;
     if (js_owner_of(de->d_name, strlen(de->d_name)) != jsh->id) continue;
     recover_one(jsh, de->d_name);

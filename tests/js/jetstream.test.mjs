@@ -263,6 +263,79 @@ describe("jetstream consumers", () => {
   });
 });
 
+// Raw API requests with their error objects as nats-server 2.9.10 sends
+// them; [subject, body, code, err_code, description].
+const BAD_REQUESTS = [
+  ["$JS.API.STREAM.CREATE.S3", { name: "S4", subjects: ["c"] }, 400, 10056,
+    "stream name in subject does not match request"],
+  ["$JS.API.STREAM.CREATE.S3", "{bad", 400, 10025, "invalid JSON"],
+  ["$JS.API.STREAM.CREATE.B1", { name: "B1", retention: "bogus" }, 400, 10025, "invalid JSON"],
+  ["$JS.API.STREAM.CREATE.B2", { name: "B2", num_replicas: 3 }, 500, 10074,
+    "replicas > 1 not supported in non-clustered mode"],
+  ["$JS.API.STREAM.CREATE.B3", { name: "B3", subjects: ["b3.>.x"] }, 500, 10052, "invalid subject"],
+  ["$JS.API.STREAM.CREATE.B6", { name: "B6", subjects: ["$JS.API.>"] }, 500, 10052,
+    "subjects overlap with jetstream api"],
+  ["$JS.API.STREAM.CREATE.B7", { name: "B7", max_age: -5 }, 500, 10052,
+    "duplicates window can not be negative"],
+  ["$JS.API.STREAM.CREATE.B8", { name: "B8", sealed: true }, 500, 10052,
+    "stream configuration for create can not be sealed"],
+  ["$JS.API.STREAM.INFO.NOPE", "", 404, 10059, "stream not found"],
+  ["$JS.API.STREAM.UPDATE.NOPE", { name: "NOPE" }, 404, 10059, "stream not found"],
+  ["$JS.API.STREAM.UPDATE.D", { name: "D", subjects: ["d.*"], storage: "memory" }, 500, 10052,
+    "stream configuration update can not change storage type"],
+  ["$JS.API.STREAM.MSG.GET.D", {}, 400, 10003, "bad request"],
+  ["$JS.API.STREAM.MSG.GET.D", { seq: 9 }, 404, 10037, "no message found"],
+  ["$JS.API.STREAM.PURGE.D", "", 500, 10110, "stream purge not permitted"],
+  ["$JS.API.STREAM.MSG.DELETE.D", { seq: 1 }, 500, 10057, "message delete not permitted"],
+  ["$JS.API.CONSUMER.INFO.D.nope", "", 404, 10014, "consumer not found"],
+  ["$JS.API.CONSUMER.DURABLE.CREATE.WQ.b", { stream_name: "WQ", config: { durable_name: "b", ack_policy: "explicit" } },
+    400, 10099, "multiple non-filtered consumers not allowed on workqueue stream"],
+  ["$JS.API.CONSUMER.DURABLE.CREATE.WQ.c",
+    { stream_name: "WQ", config: { durable_name: "c", ack_policy: "explicit", filter_subject: "wq.x" } },
+    400, 10100, "filtered consumer not unique on workqueue stream"],
+  ["$JS.API.CONSUMER.DURABLE.CREATE.WQ.d",
+    { stream_name: "WQ", config: { durable_name: "d", ack_policy: "none", filter_subject: "wq.y" } },
+    400, 10084, "consumer in pull mode requires ack policy"],
+  ["$JS.API.CONSUMER.DURABLE.CREATE.D.f", { stream_name: "D", config: { durable_name: "g" } },
+    400, 10017, "consumer name in subject does not match durable name in request"],
+  ["$JS.API.CONSUMER.CREATE.D", { stream_name: "D", config: { filter_subject: "zz", ack_policy: "explicit" } },
+    400, 10093, "consumer filter subject is not a valid subset of the interest subjects"],
+  ["$JS.API.CONSUMER.CREATE.D",
+    { stream_name: "D", config: { deliver_policy: "by_start_sequence", ack_policy: "explicit" } },
+    400, 10094, "consumer delivery policy is deliver by start sequence, but optional start sequence is not set"],
+];
+
+describe("jetstream errors", () => {
+  test("bad requests get nats-server's errors", async () => {
+    const { jsm } = await startJetStream();
+    await jsm.streams.add({ name: "D", subjects: ["d.*"], deny_purge: true, deny_delete: true });
+    await jsm.streams.add({ name: "WQ", subjects: ["wq.*"], retention: RetentionPolicy.Workqueue });
+    await jsm.consumers.add("WQ", { durable_name: "a", ack_policy: AckPolicy.Explicit });
+    for (const [subject, body, code, errCode, description] of BAD_REQUESTS) {
+      const payload = typeof body === "string" ? body : JSON.stringify(body);
+      const reply = (await nc.request(subject, payload)).json();
+      assert.deepEqual(reply.error, { code, err_code: errCode, description }, `${subject} ${payload}`);
+    }
+  });
+
+  test("publish errors", async () => {
+    const { jsm, js } = await startJetStream();
+    await jsm.streams.add({ name: "E", subjects: ["e.*"], max_msg_size: 64 });
+    await js.publish("e.1", "x", { msgID: "a" });
+    const cases = [
+      [{ expect: { streamName: "Q" } }, "x", 10060, "expected stream does not match"],
+      [{ expect: { lastMsgID: "zz" } }, "x", 10070, "wrong last msg ID: a"],
+      [{ expect: { lastSubjectSequence: 9 } }, "x", 10071, "wrong last sequence: 1"],
+      [{}, "x".repeat(100), 10054, "message size exceeds maximum allowed"],
+    ];
+    for (const [options, data, errCode, description] of cases) {
+      const err = await apiError(js.publish("e.1", data, options));
+      assert.equal(err.err_code, errCode, `${description}: got ${JSON.stringify(err)}`);
+      assert.equal(err.description, description);
+    }
+  });
+});
+
 describe("jetstream restart", () => {
   test("stream, messages and durable consumer survive", async () => {
     const first = await startJetStream();
