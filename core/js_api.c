@@ -103,8 +103,11 @@ static void handle_account_info(struct js_shard *jsh, const struct js_request *r
   cJSON_AddNumberToObject(resp, "streams", (double)streams);
   cJSON_AddNumberToObject(resp, "consumers", (double)consumers);
   cJSON *limits = cJSON_AddObjectToObject(resp, "limits");
-  cJSON_AddNumberToObject(limits, "max_memory", (double)server.opts.max_memory_store);
-  cJSON_AddNumberToObject(limits, "max_storage", (double)server.opts.max_file_store);
+  /* These are the account's own limits, which shoal does not have yet;
+   * nats-server 2.9 reports -1 for them too when only the server-wide
+   * max_memory_store and max_file_store are set. */
+  cJSON_AddNumberToObject(limits, "max_memory", -1);
+  cJSON_AddNumberToObject(limits, "max_storage", -1);
   cJSON_AddNumberToObject(limits, "max_streams", -1);
   cJSON_AddNumberToObject(limits, "max_consumers", -1);
   cJSON_AddNumberToObject(limits, "max_ack_pending", -1);
@@ -208,6 +211,16 @@ static void handle_create(struct js_shard *jsh, const struct js_request *req, co
   }
   if (!js_name_valid(cfg.name)) {
     js_err_set(&err, 400, 10131, "stream name is invalid");
+    reply_error(jsh, req, type, &err);
+    js_config_free(&cfg);
+    return;
+  }
+  int64_t max = cfg.storage == STORE_MEMORY ? server.opts.max_memory_store : server.opts.max_file_store;
+  if (max >= 0 && cfg.max_bytes > max) {
+    if (cfg.storage == STORE_MEMORY)
+      js_err_set(&err, 500, 10028, "insufficient memory resources available");
+    else
+      js_err_set(&err, 500, 10047, "insufficient storage resources available");
     reply_error(jsh, req, type, &err);
     js_config_free(&cfg);
     return;

@@ -185,6 +185,9 @@ struct js_global {
   char *root;                  /* <store_dir>/jetstream */
   char *streams_dir;           /* <root>/$G/streams */
   struct js_shard *shards;     /* one per shard, indexed by shard id */
+  /* Bytes stored by all streams, indexed by enum store_kind, for the
+   * max_file_store and max_memory_store limits. */
+  _Atomic int64_t used_bytes[2];
 };
 
 extern struct js_global js;

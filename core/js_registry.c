@@ -161,6 +161,7 @@ void js_registry_remove(struct js_reg_entry *e) {
     }
   }
   pthread_mutex_unlock(&registry_lock);
+  atomic_fetch_sub(&js.used_bytes[e->storage], (int64_t)atomic_load(&e->stats.bytes));
   free_subjects(e->subjects, e->subject_count);
   free(e->config_json);
   free(e);
@@ -168,6 +169,9 @@ void js_registry_remove(struct js_reg_entry *e) {
 
 void js_stats_publish(struct js_reg_entry *e, const struct store_state *st) {
   struct js_stats *s = &e->stats;
+  /* Only the owning shard writes bytes, so the difference is exact. */
+  int64_t delta = (int64_t)st->bytes - (int64_t)atomic_load_explicit(&s->bytes, memory_order_relaxed);
+  if (delta != 0) atomic_fetch_add_explicit(&js.used_bytes[e->storage], delta, memory_order_relaxed);
   atomic_store_explicit(&s->messages, st->msgs, memory_order_relaxed);
   atomic_store_explicit(&s->bytes, st->bytes, memory_order_relaxed);
   /* nats-server shows first_seq 0 for a stream that never had a message. */

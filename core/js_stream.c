@@ -20,6 +20,7 @@
 #include "core/js_int.h"
 #include "core/log.h"
 #include "core/route.h"
+#include "core/server.h"
 #include "core/sub-t.h"
 
 #define META_FILE "meta.json"
@@ -307,6 +308,17 @@ static void store_error(int rc, struct js_err *err, const struct js_stream *st) 
   }
 }
 
+/* True when the server's max_file_store or max_memory_store for the
+ * stream's storage is used up; like nats-server 2.9, the message that
+ * crosses the limit is still stored and the next one is rejected.
+ * NOTE: usage counts durable messages only, so the appends of one write
+ * group in flight can all pass the check. */
+static bool account_full(const struct js_stream *st) {
+  int64_t max = st->cfg.storage == STORE_MEMORY ? server.opts.max_memory_store
+                                                : server.opts.max_file_store;
+  return max >= 0 && atomic_load_explicit(&js.used_bytes[st->cfg.storage], memory_order_relaxed) >= max;
+}
+
 /* The capture subscription's callback: stores one published message. */
 static void on_capture(struct sub *sub, const char *subject, uint32_t subject_len,
                        const char *reply, uint32_t reply_len, const char *data,
@@ -332,6 +344,11 @@ static void on_capture(struct sub *sub, const char *subject, uint32_t subject_le
       if (reply_len > 0) send_pub_ack(st, reply_buf, d->seq, true);
       return;
     }
+  }
+  if (account_full(st)) {
+    js_err_set(&err, 503, 10023, "insufficient resources");
+    send_pub_error(st, reply_buf, &err);
+    return;
   }
   if (!check_expectations(st, subject, subject_len, &h, &err) || !check_rollup(st, &h, &err)) {
     send_pub_error(st, reply_buf, &err);

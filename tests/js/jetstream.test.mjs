@@ -7,7 +7,7 @@
 // the suite runs the same against nats-server and shoal.
 
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, afterEach, describe, test } from "node:test";
@@ -333,6 +333,34 @@ describe("jetstream errors", () => {
       assert.equal(err.err_code, errCode, `${description}: got ${JSON.stringify(err)}`);
       assert.equal(err.description, description);
     }
+  });
+});
+
+describe("jetstream limits", () => {
+  test("max_file_store rejects publishes once used up", async () => {
+    const storeDir = newStoreDir();
+    const config = join(storeDir, "server.conf");
+    writeFileSync(config, `jetstream {\n  store_dir: "${storeDir}"\n  max_file_store: 10000\n}\n`);
+    server = await startServer({ args: ["-c", config] });
+    nc = await connectTo(server);
+    const jsm = await jetstreamManager(nc);
+    const js = jetstream(nc);
+    const tooBig = await apiError(jsm.streams.add({ name: "BIG", subjects: ["big"], max_bytes: 20000 }));
+    assert.equal(tooBig.err_code, 10047);
+    await jsm.streams.add({ name: "F", subjects: ["f"] });
+    const payload = "x".repeat(3000);
+    const accepted = [];
+    let rejected;
+    for (let i = 0; i < 10 && !rejected; i++) {
+      try {
+        accepted.push((await js.publish("f", payload)).seq);
+      } catch (err) {
+        rejected = err.apiError();
+      }
+    }
+    assert.deepEqual(accepted, [1, 2, 3, 4]);
+    assert.equal(rejected?.err_code, 10023);
+    assert.equal(rejected?.description, "insufficient resources");
   });
 });
 
