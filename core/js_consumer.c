@@ -1065,8 +1065,8 @@ static void run_consumer(struct js_consumer *c, int64_t now_ns) {
       c->st->owner->push_kick = true;
       return;
     }
-    /* TODO: push consumers deliver without checking for interest, and
-     * without flow control or idle heartbeats. */
+    /* TODO: no flow control requests are sent, so a slow push subscriber
+     * is limited only by max_ack_pending and the connection's max_pending. */
     while (budget-- > 0 && deliver_one(c, c->cfg.deliver_subject, &m, now_ns, &pending)) {
     }
     store_msg_free(&m);
@@ -1270,22 +1270,72 @@ void js_consumer_on_ack(struct sub *sub, const char *subject, uint32_t subject_l
                     total_len - header_len);
 }
 
+/* True when consumer c no longer needs message m: it does not match the
+ * filter, or it was delivered and is not waiting for an ack. */
+static bool consumer_done_with(struct js_consumer *c, const struct store_msg *m) {
+  size_t flen;
+  const char *filter = filter_of(c, &flen);
+  if (filter != NULL && !subject_matches(filter, flen, m->subject, m->subject_len)) return true;
+  if (m->seq >= c->next_sseq) return false;
+  return find_pending(c, m->seq) == NULL;
+}
+
+/* Applies the stream's retention to an acknowledged message: a workqueue
+ * stream drops it at once, an interest stream once every consumer is done
+ * with it. */
+static void retire(struct js_consumer *c, uint64_t sseq) {
+  struct js_stream *st = c->st;
+  if (st->cfg.retention == JS_RETENTION_WORKQUEUE) {
+    store_delete(st->store, sseq);
+    return;
+  }
+  if (st->cfg.retention != JS_RETENTION_INTEREST) return;
+  struct store_msg m = {0};
+  if (store_read(st->store, sseq, &m) == 0) {
+    bool done = true;
+    for (struct js_consumer *o = st->consumers; o != NULL && done; o = o->next)
+      done = consumer_done_with(o, &m);
+    if (done) store_delete(st->store, sseq);
+  }
+  store_msg_free(&m);
+}
+
+/* Drops a new message of an interest stream that no consumer's filter
+ * matches, since nobody will ever acknowledge it (nats-server 2.9 does not
+ * keep it either). */
+void js_consumers_retire_unwanted(struct js_stream *st, uint64_t seq) {
+  struct store_msg m = {0};
+  if (store_read(st->store, seq, &m) == 0) {
+    bool wanted = false;
+    for (struct js_consumer *c = st->consumers; c != NULL && !wanted; c = c->next) {
+      size_t flen;
+      const char *filter = filter_of(c, &flen);
+      wanted = filter == NULL || subject_matches(filter, flen, m.subject, m.subject_len);
+    }
+    if (!wanted) {
+      store_delete(st->store, seq);
+      js_stream_refresh_stats(st);
+    }
+  }
+  store_msg_free(&m);
+}
+
 static void ack_one(struct js_consumer *c, uint64_t sseq) {
   if (c->cfg.ack_policy == ACK_ALL) {
     uint32_t n = 0;
     while (n < c->pending_count && c->pending[n].sseq <= sseq) n++;
-    for (uint32_t i = 0; i < n; i++) {
-      if (c->st->cfg.retention == JS_RETENTION_WORKQUEUE) store_delete(c->st->store, c->pending[i].sseq);
-    }
+    uint64_t *acked = malloc((n > 0 ? n : 1) * sizeof *acked);
+    for (uint32_t i = 0; acked != NULL && i < n; i++) acked[i] = c->pending[i].sseq;
     memmove(c->pending, c->pending + n, (c->pending_count - n) * sizeof *c->pending);
     c->pending_count -= n;
+    for (uint32_t i = 0; acked != NULL && i < n; i++) retire(c, acked[i]);
+    free(acked);
   } else {
     struct pending *p = find_pending(c, sseq);
     if (p == NULL) return;
     remove_pending_at(c, (uint32_t)(p - c->pending));
-    if (c->st->cfg.retention == JS_RETENTION_WORKQUEUE) store_delete(c->st->store, sseq);
+    retire(c, sseq);
   }
-  /* TODO: interest retention keeps messages as limits retention does. */
 }
 
 void js_consumer_ack(struct js_shard *jsh, struct js_request *req) {
@@ -1332,12 +1382,25 @@ void js_consumer_ack(struct js_shard *jsh, struct js_request *req) {
   c->state_dirty = true;
   js_stream_refresh_stats(st);
 
-  /* A confirmed ack is saved before its confirmation goes out. */
-  if (req->reply[0] != '\0') {
+  bool next = strncmp(body, "+NXT", 4) == 0;
+  if (next && req->reply[0] != '\0') {
+    /* +NXT [request]: the ack's reply subject receives the next messages,
+     * as a pull request with the optional JSON after the verb. */
+    const char *json = body + 4;
+    while (*json == ' ') json++;
+    struct js_request *pull = calloc(1, sizeof *pull + strlen(req->reply) + strlen(json) + 2);
+    if (pull != NULL) {
+      pull->reply = pull->buf;
+      strcpy(pull->reply, req->reply);
+      pull->data = pull->reply + strlen(req->reply) + 1;
+      strcpy(pull->data, json);
+      pull->data_len = (uint32_t)strlen(json);
+      queue_pull(jsh, pull, c);
+      free(pull);
+    }
+  } else if (req->reply[0] != '\0') {
+    /* A confirmed ack is saved before its confirmation goes out. */
     if (save_state(c) == 0) js_send(jsh, req->reply, NULL, NULL, 0, NULL, 0);
-  }
-  if (strncmp(body, "+NXT", 4) == 0 && req->reply[0] != '\0') {
-    /* TODO: +NXT acknowledges but does not start a new pull request. */
   }
   run_consumer(c, now_ns);
 }

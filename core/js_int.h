@@ -254,6 +254,7 @@ void js_consumer_on_ack(struct sub *sub, const char *subject, uint32_t subject_l
                         const char *reply, uint32_t reply_len, const char *data,
                         uint32_t header_len, uint32_t total_len);
 void js_consumers_on_stream_msg(struct js_stream *st);
+void js_consumers_retire_unwanted(struct js_stream *st, uint64_t seq);
 void js_consumers_free_all(struct js_stream *st);
 void js_consumer_api(struct js_shard *jsh, struct js_request *req, const char *stream);
 void js_consumer_ack(struct js_shard *jsh, struct js_request *req);

@@ -195,6 +195,16 @@ static int check_config(struct js_stream_config *cfg, struct js_err *err) {
       }
     }
   }
+  /* Overlapping subjects would capture one message twice. */
+  for (uint32_t i = 0; i < cfg->subject_count; i++) {
+    for (uint32_t j = i + 1; j < cfg->subject_count; j++) {
+      if (js_subjects_overlap(cfg->subjects[i], cfg->subjects[j])) {
+        js_err_set(err, 500, 10052, "subject \"%s\" overlaps with \"%s\"", cfg->subjects[i],
+                   cfg->subjects[j]);
+        return -1;
+      }
+    }
+  }
   return 0;
 }
 

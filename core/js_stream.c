@@ -222,6 +222,7 @@ static void on_durable(void *ctx, uint64_t seq, int res) {
       log_error("stream %s: storing message %" PRIu64 " failed: %s", st->cfg.name, seq,
                 strerror(-res));
     }
+    if (res == 0 && st->cfg.retention == JS_RETENTION_INTEREST) js_consumers_retire_unwanted(st, seq);
     if (res == 0) js_consumers_on_stream_msg(st);
   }
   free(pa);

@@ -236,6 +236,34 @@ describe("jetstream consumers", () => {
     assert.equal(info.state.messages, 0);
   });
 
+  test("interest stream keeps messages until every consumer acks", async () => {
+    const { jsm, js } = await startJetStream();
+    await jsm.streams.add({ name: "I", subjects: ["i.*"], retention: RetentionPolicy.Interest });
+    await js.publish("i.1", "nobody listens");
+    assert.equal((await jsm.streams.info("I")).state.messages, 0);
+
+    await jsm.consumers.add("I", { durable_name: "all", ack_policy: AckPolicy.Explicit });
+    await jsm.consumers.add("I", {
+      durable_name: "twos",
+      ack_policy: AckPolicy.Explicit,
+      filter_subject: "i.2",
+    });
+    await js.publish("i.1", "one");
+    await js.publish("i.2", "two");
+    assert.equal((await jsm.streams.info("I")).state.messages, 2);
+
+    const all = await js.consumers.get("I", "all");
+    for (const m of await fetchAll(all, 2)) await m.ackAck();
+    // i.1 had only "all" interested; i.2 still waits for "twos".
+    assert.equal((await jsm.streams.info("I")).state.messages, 1);
+
+    const twos = await js.consumers.get("I", "twos");
+    const [two] = await fetchAll(twos, 1);
+    assert.equal(two.subject, "i.2");
+    await two.ackAck();
+    assert.equal((await jsm.streams.info("I")).state.messages, 0);
+  });
+
   test("push consumer delivers to its subject", async () => {
     const { jsm, js } = await startJetStream();
     await jsm.streams.add({ name: "PUSH", subjects: ["push.in"] });

@@ -64,6 +64,8 @@ Test(js_json, config_errors) {
       {"{\"name\":\"S\",\"max_age\":-5}", 500, 10052, "duplicates window can not be negative"},
       {"{\"name\":\"S\",\"subjects\":[\"a\",\"a\"]}", 500, 10052, "duplicate subjects detected"},
       {"{\"name\":\"a/b\"}", 400, 10128, "stream name can not contain path separators"},
+      {"{\"name\":\"S\",\"subjects\":[\"ov.b\",\"ov.c\",\"ov.*\"]}", 500, 10052,
+       "subject \"ov.b\" overlaps with \"ov.*\""},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     struct js_stream_config cfg;
