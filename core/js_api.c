@@ -270,6 +270,42 @@ static void handle_update(struct js_shard *jsh, const struct js_request *req, co
   js_send_json(jsh, req->reply, js_stream_info_json(st, type));
 }
 
+struct subject_counts {
+  cJSON *map;
+  uint32_t count;
+};
+
+static void add_subject_count(void *ctx, const char *subject, size_t len, uint64_t msgs) {
+  struct subject_counts *sc = ctx;
+  if (msgs == 0) return;
+  char *key = strndup(subject, len);
+  if (key == NULL) return;
+  cJSON_AddNumberToObject(sc->map, key, (double)msgs);
+  free(key);
+  sc->count++;
+}
+
+/* Adds "subjects" with per-subject counts to state when the request has
+ * subjects_filter, before consumer_count as nats-server orders it.
+ * Returns the number of subjects added. */
+static uint32_t add_subjects_filter(const struct js_request *req, struct js_stream *st,
+                                    cJSON *state) {
+  bool invalid;
+  cJSON *body = parse_body(req, &invalid);
+  const char *filter = body_string(body, "subjects_filter");
+  struct subject_counts sc = {cJSON_CreateObject(), 0};
+  if (filter != NULL && sc.map != NULL && state != NULL) {
+    store_subjects(st->store, filter, strlen(filter), add_subject_count, &sc);
+    cJSON *consumers = cJSON_DetachItemFromObjectCaseSensitive(state, "consumer_count");
+    cJSON_AddItemToObject(state, "subjects", sc.map);
+    sc.map = NULL;
+    if (consumers != NULL) cJSON_AddItemToObject(state, "consumer_count", consumers);
+  }
+  cJSON_Delete(sc.map);
+  cJSON_Delete(body);
+  return sc.count;
+}
+
 static void handle_info(struct js_shard *jsh, const struct js_request *req, struct js_stream *st) {
   const char *type = TYPE_PREFIX "stream_info_response";
   cJSON *resp;
@@ -285,9 +321,10 @@ static void handle_info(struct js_shard *jsh, const struct js_request *req, stru
     cJSON *config = cJSON_DetachItemFromObjectCaseSensitive(resp, "config");
     cJSON *created = cJSON_DetachItemFromObjectCaseSensitive(resp, "created");
     cJSON *state = cJSON_DetachItemFromObjectCaseSensitive(resp, "state");
-    cJSON_AddNumberToObject(resp, "total", 0);
+    uint32_t subjects = add_subjects_filter(req, st, state);
+    cJSON_AddNumberToObject(resp, "total", subjects);
     cJSON_AddNumberToObject(resp, "offset", 0);
-    cJSON_AddNumberToObject(resp, "limit", 0);
+    cJSON_AddNumberToObject(resp, "limit", subjects > 0 ? 100000 : 0);
     cJSON_AddItemToObject(resp, "config", config);
     cJSON_AddItemToObject(resp, "created", created);
     cJSON_AddItemToObject(resp, "state", state);

@@ -138,6 +138,26 @@ describe("jetstream streams", () => {
     assert.equal(last.string(), "a2");
   });
 
+  test("update changes subjects and limits", async () => {
+    const { jsm, js } = await startJetStream();
+    await jsm.streams.add({ name: "U", subjects: ["u.a"] });
+    await js.publish("u.a", "1");
+    const updated = await jsm.streams.update("U", { subjects: ["u.a", "u.b"], max_msgs: 2 });
+    assert.deepEqual(updated.config.subjects, ["u.a", "u.b"]);
+    assert.equal(updated.config.max_msgs, 2);
+    const ack = await js.publish("u.b", "2");
+    assert.equal(ack.seq, 2);
+    await js.publish("u.b", "3");
+    const info = await jsm.streams.info("U");
+    assert.equal(info.state.messages, 2);
+    assert.equal(info.state.first_seq, 2);
+
+    // Without a stream on u.a the publish meets no responders.
+    await jsm.streams.update("U", { subjects: ["u.b"] });
+    await assert.rejects(js.publish("u.a", "4"), /no responders/);
+    assert.equal((await jsm.streams.info("U")).state.last_seq, 3);
+  });
+
   test("memory stream keeps max_msgs", async () => {
     const { jsm, js } = await startJetStream();
     await jsm.streams.add({ name: "M", subjects: ["m"], storage: StorageType.Memory, max_msgs: 3 });
@@ -422,5 +442,35 @@ describe("jetstream restart", () => {
     const resumed = await js.consumers.get("R", "keep");
     const rest = await fetchAll(resumed, 5);
     assert.deepEqual(rest.map((m) => m.seq), [3, 4]);
+  });
+
+  test("unacknowledged message comes again after restart", async () => {
+    const first = await startJetStream();
+    await first.jsm.streams.add({ name: "U", subjects: ["u"] });
+    await first.js.publish("u", "first");
+    await first.js.publish("u", "second");
+    await first.jsm.consumers.add("U", {
+      durable_name: "slow",
+      ack_policy: AckPolicy.Explicit,
+      ack_wait: 1_000_000_000,
+    });
+    const consumer = await first.js.consumers.get("U", "slow");
+    const [acked, dropped] = await fetchAll(consumer, 2);
+    await acked.ackAck();
+    assert.equal(dropped.seq, 2);
+
+    const port = server.port;
+    await nc.close();
+    await server.stop();
+    const { js } = await startJetStream(first.storeDir, port);
+
+    const resumed = await js.consumers.get("U", "slow");
+    const info = await resumed.info();
+    assert.equal(info.ack_floor.stream_seq, 1);
+    assert.equal(info.num_ack_pending, 1);
+    const [again] = await fetchAll(resumed, 1, 5000);
+    assert.ok(again, "the unacknowledged message did not come again");
+    assert.equal(again.seq, 2);
+    assert.equal(again.info.deliveryCount, 2);
   });
 });
