@@ -339,6 +339,9 @@ static bool js_hook(struct shard *s, void *ctx) {
   struct js_shard *jsh = ctx;
   jsh->in_hook = true;
   io_poll(jsh->io, false);
+  for (struct js_stream *st = jsh->streams; st != NULL; st = st->next) {
+    if (st->backlog_head != NULL) js_stream_drain_backlog(st);
+  }
   if (s->now_ms >= jsh->next_timer_ms) {
     run_timers(jsh);
     jsh->next_timer_ms = s->now_ms + JS_TIMER_INTERVAL_MS;

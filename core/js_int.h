@@ -112,6 +112,7 @@ struct js_dedupe {
 };
 
 struct js_consumer;
+struct js_backlog;
 
 struct js_stream {
   struct js_shard *owner;
@@ -130,6 +131,9 @@ struct js_stream {
   struct js_dedupe *dedupe_newest;
   char *last_msg_id;          /* the newest stored Nats-Msg-Id, or NULL */
   uint32_t pending_acks;      /* appends whose durable callback has not run */
+  struct js_backlog *backlog_head;  /* publishes waiting for room in the store */
+  struct js_backlog *backlog_tail;
+  size_t backlog_bytes;
   bool closing;               /* deleted, so callbacks only free their state */
   struct js_consumer *consumers;
   struct js_stream *next;
@@ -246,6 +250,7 @@ struct cJSON *js_stream_info_json(struct js_stream *st, const char *type);
 void js_stream_recover_all(struct js_shard *jsh);
 void js_stream_expire_dedupe(struct js_stream *st, int64_t now_ns);
 void js_stream_reap_closing(struct js_shard *jsh);
+void js_stream_drain_backlog(struct js_stream *st);
 
 /* js_consumer.c */
 void js_consumers_run(struct js_shard *jsh);

@@ -320,54 +320,65 @@ static bool account_full(const struct js_stream *st) {
   return max >= 0 && atomic_load_explicit(&js.used_bytes[st->cfg.storage], memory_order_relaxed) >= max;
 }
 
-/* The capture subscription's callback: stores one published message. */
-static void on_capture(struct sub *sub, const char *subject, uint32_t subject_len,
-                       const char *reply, uint32_t reply_len, const char *data,
-                       uint32_t header_len, uint32_t total_len) {
-  struct js_stream *st = sub->internal_ctx;
-  if (st == NULL || st->closing) return;
-  char reply_buf[1024];
-  if (reply_len >= sizeof reply_buf) reply_len = 0; /* TODO: reply subjects above 1 KiB get no ack */
-  if (reply_len > 0) memcpy(reply_buf, reply, reply_len);
-  reply_buf[reply_len] = '\0';
+/* A published message that waits while the store's write buffers are
+ * full, in arrival order. */
+struct js_backlog {
+  struct js_backlog *next;
+  uint32_t subject_len;
+  uint32_t header_len;
+  uint32_t total_len;
+  char *reply;               /* NUL-terminated, "" for none */
+  char buf[];                /* subject, NUL, reply, NUL, headers and payload */
+};
 
+/* Bytes of messages one stream holds back before it rejects publishes. */
+#define JS_BACKLOG_BYTES_MAX (64u << 20)
+
+/* Stores one published message. reply is NUL-terminated ("" for none).
+ * Returns -EAGAIN, having done nothing, when the store's write buffers
+ * are full; every other outcome is final and answered to reply. */
+static int capture_one(struct js_stream *st, const char *subject, uint32_t subject_len,
+                       const char *reply, const char *data, uint32_t header_len,
+                       uint32_t total_len) {
   struct pub_headers h;
   parse_pub_headers(data, header_len, &h);
   struct js_err err = {0};
   if (st->cfg.sealed) {
     js_err_set(&err, 400, 10109, "invalid operation on sealed stream");
-    send_pub_error(st, reply_buf, &err);
-    return;
+    send_pub_error(st, reply, &err);
+    return 0;
   }
   if (h.msg_id != NULL && h.msg_id_len > 0) {
     struct js_dedupe *d = dedupe_find(st, h.msg_id, h.msg_id_len);
     if (d != NULL) {
-      if (reply_len > 0) send_pub_ack(st, reply_buf, d->seq, true);
-      return;
+      if (reply[0] != '\0') send_pub_ack(st, reply, d->seq, true);
+      return 0;
     }
   }
   if (account_full(st)) {
     js_err_set(&err, 503, 10023, "insufficient resources");
-    send_pub_error(st, reply_buf, &err);
-    return;
+    send_pub_error(st, reply, &err);
+    return 0;
   }
   if (!check_expectations(st, subject, subject_len, &h, &err) || !check_rollup(st, &h, &err)) {
-    send_pub_error(st, reply_buf, &err);
-    return;
+    send_pub_error(st, reply, &err);
+    return 0;
   }
 
+  size_t reply_len = strlen(reply);
   struct pending_ack *pa = malloc(sizeof *pa + reply_len + 1);
-  if (pa == NULL) return;
+  if (pa == NULL) return 0;
   pa->st = st;
-  memcpy(pa->reply, reply_buf, reply_len + 1);
+  memcpy(pa->reply, reply, reply_len + 1);
   uint64_t seq = 0;
   int rc = store_append(st->store, subject, subject_len, header_len > 0 ? data : NULL, header_len,
                         data + header_len, total_len - header_len, 0, on_durable, pa, &seq);
   if (rc != 0) {
     free(pa);
+    if (rc == -EAGAIN) return rc;
     store_error(rc, &err, st);
-    send_pub_error(st, reply_buf, &err);
-    return;
+    send_pub_error(st, reply, &err);
+    return 0;
   }
   st->pending_acks++;
   if (h.rollup != NULL) apply_rollup(st, &h, subject, subject_len, seq);
@@ -378,6 +389,87 @@ static void on_capture(struct sub *sub, const char *subject, uint32_t subject_le
       free(st->last_msg_id);
       st->last_msg_id = id;
     }
+  }
+  return 0;
+}
+
+/* Holds a message back until the store has room. Returns false when the
+ * backlog is full or memory ran out. */
+static bool backlog_push(struct js_stream *st, const char *subject, uint32_t subject_len,
+                         const char *reply, uint32_t reply_len, const char *data,
+                         uint32_t header_len, uint32_t total_len) {
+  size_t size = (size_t)subject_len + reply_len + total_len + 2;
+  if (st->backlog_bytes + size > JS_BACKLOG_BYTES_MAX) return false;
+  struct js_backlog *b = malloc(sizeof *b + size);
+  if (b == NULL) return false;
+  b->next = NULL;
+  b->subject_len = subject_len;
+  b->header_len = header_len;
+  b->total_len = total_len;
+  memcpy(b->buf, subject, subject_len);
+  b->buf[subject_len] = '\0';
+  b->reply = b->buf + subject_len + 1;
+  if (reply_len > 0) memcpy(b->reply, reply, reply_len);
+  b->reply[reply_len] = '\0';
+  if (total_len > 0) memcpy(b->reply + reply_len + 1, data, total_len);
+  if (st->backlog_tail != NULL)
+    st->backlog_tail->next = b;
+  else
+    st->backlog_head = b;
+  st->backlog_tail = b;
+  st->backlog_bytes += size;
+  return true;
+}
+
+void js_stream_drain_backlog(struct js_stream *st) {
+  while (st->backlog_head != NULL) {
+    struct js_backlog *b = st->backlog_head;
+    const char *data = b->reply + strlen(b->reply) + 1;
+    if (capture_one(st, b->buf, b->subject_len, b->reply, data, b->header_len, b->total_len) ==
+        -EAGAIN)
+      return;
+    st->backlog_head = b->next;
+    if (st->backlog_head == NULL) st->backlog_tail = NULL;
+    st->backlog_bytes -= (size_t)b->subject_len + strlen(b->reply) + b->total_len + 2;
+    free(b);
+  }
+}
+
+static void backlog_free(struct js_stream *st) {
+  while (st->backlog_head != NULL) {
+    struct js_backlog *b = st->backlog_head;
+    st->backlog_head = b->next;
+    free(b);
+  }
+  st->backlog_tail = NULL;
+  st->backlog_bytes = 0;
+}
+
+/* The capture subscription's callback: stores one published message, or
+ * holds it back, in order, while the store's write buffers are full. */
+static void on_capture(struct sub *sub, const char *subject, uint32_t subject_len,
+                       const char *reply, uint32_t reply_len, const char *data,
+                       uint32_t header_len, uint32_t total_len) {
+  struct js_stream *st = sub->internal_ctx;
+  if (st == NULL || st->closing) return;
+  if (st->backlog_head == NULL) {
+    char stack_reply[256];
+    char *reply_copy = reply_len < sizeof stack_reply ? stack_reply : malloc(reply_len + 1);
+    if (reply_copy == NULL) return;
+    if (reply_len > 0) memcpy(reply_copy, reply, reply_len);
+    reply_copy[reply_len] = '\0';
+    int rc = capture_one(st, subject, subject_len, reply_copy, data, header_len, total_len);
+    if (reply_copy != stack_reply) free(reply_copy);
+    if (rc != -EAGAIN) return;
+  }
+  if (!backlog_push(st, subject, subject_len, reply, reply_len, data, header_len, total_len)) {
+    char reply_copy[1024];
+    if (reply_len >= sizeof reply_copy) return;
+    if (reply_len > 0) memcpy(reply_copy, reply, reply_len);
+    reply_copy[reply_len] = '\0';
+    struct js_err err;
+    js_err_set(&err, 503, 10023, "insufficient resources");
+    send_pub_error(st, reply_copy, &err);
   }
 }
 
@@ -464,6 +556,7 @@ static int open_store(struct js_stream *st, struct js_err *err) {
 }
 
 static void free_stream(struct js_stream *st) {
+  backlog_free(st);
   dedupe_free_all(st);
   free(st->last_msg_id);
   free(st->capture);

@@ -124,6 +124,23 @@ describe("jetstream streams", () => {
     assert.equal(info.state.last_seq, 2);
   });
 
+  // Regression: publishes beyond the store's write buffers (4 MiB while a
+  // write is in flight) were rejected with "Resource temporarily unavailable".
+  test("burst of large publishes all stored", async () => {
+    const { jsm, js } = await startJetStream();
+    await jsm.streams.add({ name: "BURST", subjects: ["burst"] });
+    const payload = new Uint8Array(32 * 1024);
+    const count = 1000;
+    const acks = await Promise.all(
+      Array.from({ length: count }, () => js.publish("burst", payload, { timeout: 30_000 })),
+    );
+    const seqs = acks.map((a) => a.seq).sort((a, b) => a - b);
+    assert.equal(seqs[0], 1);
+    assert.equal(seqs[count - 1], count);
+    assert.equal(new Set(seqs).size, count);
+    assert.equal((await jsm.streams.info("BURST")).state.messages, count);
+  });
+
   test("get message by sequence and last subject", async () => {
     const { jsm, js } = await startJetStream();
     await jsm.streams.add({ name: "G", subjects: ["g.*"] });
