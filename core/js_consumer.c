@@ -1366,7 +1366,9 @@ void js_consumer_ack(struct js_shard *jsh, struct js_request *req) {
       const cJSON *d = cJSON_GetObjectItemCaseSensitive(o, "delay");
       if (cJSON_IsNumber(d)) delay = (int64_t)d->valuedouble;
       cJSON_Delete(o);
-      if (delay > 0)
+      if (c->cfg.max_deliver > 0 && (int64_t)p->deliveries >= c->cfg.max_deliver)
+        remove_pending_at(c, (uint32_t)(p - c->pending)); /* no deliveries left */
+      else if (delay > 0)
         p->deadline_ns = now_ns + delay;
       else
         p->redeliver = true;

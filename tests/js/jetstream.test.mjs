@@ -176,6 +176,19 @@ describe("jetstream streams", () => {
     assert.equal((await jsm.streams.info("U")).state.last_seq, 3);
   });
 
+  test("max_age removes old messages", async () => {
+    const { jsm, js } = await startJetStream();
+    await jsm.streams.add({ name: "AGE", subjects: ["age"], max_age: 1_000_000_000 });
+    await js.publish("age", "short-lived");
+    assert.equal((await jsm.streams.info("AGE")).state.messages, 1);
+    let messages = 1;
+    for (let i = 0; i < 50 && messages > 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      messages = (await jsm.streams.info("AGE")).state.messages;
+    }
+    assert.equal(messages, 0, "the message outlived max_age by 4 s");
+  });
+
   test("memory stream keeps max_msgs", async () => {
     const { jsm, js } = await startJetStream();
     await jsm.streams.add({ name: "M", subjects: ["m"], storage: StorageType.Memory, max_msgs: 3 });
@@ -246,6 +259,31 @@ describe("jetstream consumers", () => {
     assert.ok(again, "no redelivery after ack_wait");
     assert.equal(again.seq, 1);
     assert.equal(again.info.deliveryCount, 2);
+  });
+
+  test("max_deliver stops redelivery", async () => {
+    const { jsm, js } = await startJetStream();
+    await jsm.streams.add({ name: "MD", subjects: ["md"] });
+    await js.publish("md", "poison");
+    await js.publish("md", "fine");
+    await jsm.consumers.add("MD", {
+      durable_name: "d",
+      ack_policy: AckPolicy.Explicit,
+      max_deliver: 2,
+    });
+    const consumer = await js.consumers.get("MD", "d");
+    const counts = [];
+    for (let round = 0; round < 5; round++) {
+      for (const m of await fetchAll(consumer, 2)) {
+        if (m.seq === 1) {
+          counts.push(m.info.deliveryCount);
+          m.nak();
+        } else {
+          await m.ackAck();
+        }
+      }
+    }
+    assert.deepEqual(counts, [1, 2]);
   });
 
   test("workqueue shared by two workers", async () => {
