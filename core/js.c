@@ -128,6 +128,7 @@ static void append_out(struct js_shard *jsh, const char *inbox, uint32_t inbox_l
     return;
   }
   o->next = NULL;
+  o->queue_len = 0;
   o->inbox_len = inbox_len;
   o->subject_len = subject_len;
   o->reply_len = reply_len;
@@ -179,48 +180,74 @@ static void handover_subject(uint32_t id, char *out, size_t cap) {
   snprintf(out, cap, "$JS.SHOAL.DELIVER.%u", id);
 }
 
-/* The fixed part of a handed-over delivery; the five strings follow. */
+/* The fixed part of a handed-over delivery; the strings follow: inbox,
+ * subject, reply, headers and payload, then the queue group name when the
+ * delivery is for one member of a queue group. */
 struct handover {
   uint32_t inbox_len;
   uint32_t subject_len;
   uint32_t reply_len;
   uint32_t hdr_len;
   uint32_t total_len;
+  uint32_t queue_len;
 };
 
-/* Delivers o to the local subscribers of its inbox. Returns a mask of the
- * other shards (up to 64) that have subscribers too. */
-static uint64_t deliver_local(struct js_shard *jsh, const struct js_out *o) {
-  const char *inbox = o->buf;
-  const char *subject = inbox + o->inbox_len;
+static void deliver_to(const struct js_out *o, struct sub *sub) {
+  const char *subject = o->buf + o->inbox_len;
   const char *reply = subject + o->subject_len;
   const char *data = reply + o->reply_len;
-  struct shard *s = jsh->shard;
-  const struct sublist_result *r = subcache_match(s->cache, inbox, o->inbox_len);
+  client_deliver(sub->client, sub, subject, o->subject_len, reply, o->reply_len, data, o->hdr_len,
+                 o->total_len);
+}
+
+/* Delivers o to the local plain subscribers of its inbox. Returns a mask
+ * of the other shards (up to 64) that have plain subscribers too. */
+static uint64_t deliver_plain_local(struct shard *s, const struct sublist_result *r,
+                                    const struct js_out *o) {
   uint64_t remote = 0;
   for (uint32_t i = 0; r != NULL && i < r->plain_count; i++) {
     struct sub *sub = r->plain[i];
-    if (sub->shard_id != s->id) {
+    if (sub->shard_id != s->id)
       remote |= 1ULL << (sub->shard_id & 63);
-      continue;
-    }
-    if (sub->client == NULL) continue;
-    client_deliver(sub->client, sub, subject, o->subject_len, reply, o->reply_len, data,
-                   o->hdr_len, o->total_len);
+    else if (sub->client != NULL)
+      deliver_to(o, sub);
   }
-  /* TODO: queue subscriptions on an inbox (push consumers with a
-   * deliver_group) get nothing yet. */
   return remote;
 }
 
-/* Sends o to shard dst's handover subscription, which delivers it there. */
-static void hand_over(struct js_shard *jsh, uint32_t dst, const struct js_out *o) {
-  size_t len = sizeof(struct handover) + o->inbox_len + o->subject_len + o->reply_len + o->total_len;
+/* Delivers o to one local member of queue group g, taking turns. Returns
+ * false when g has no local member. */
+static bool deliver_group_local(struct js_shard *jsh, const struct sublist_qgroup *g,
+                                const struct js_out *o) {
+  uint32_t local = 0;
+  for (uint32_t i = 0; i < g->member_count; i++)
+    local += g->members[i]->shard_id == jsh->id && g->members[i]->client != NULL;
+  if (local == 0) return false;
+  uint32_t k = jsh->group_turn++ % local;
+  for (uint32_t i = 0; i < g->member_count; i++) {
+    struct sub *m = g->members[i];
+    if (m->shard_id != jsh->id || m->client == NULL) continue;
+    if (k-- == 0) {
+      deliver_to(o, m);
+      break;
+    }
+  }
+  return true;
+}
+
+/* Sends o to shard dst's handover subscription, which delivers it to its
+ * plain subscribers, or with queue to one member of that group. */
+static void hand_over(struct js_shard *jsh, uint32_t dst, const struct js_out *o,
+                      const char *queue, uint32_t queue_len) {
+  size_t body = (size_t)o->inbox_len + o->subject_len + o->reply_len + o->total_len;
+  size_t len = sizeof(struct handover) + body + queue_len;
   char *buf = malloc(len);
   if (buf == NULL) return;
-  struct handover h = {o->inbox_len, o->subject_len, o->reply_len, o->hdr_len, o->total_len};
+  struct handover h = {o->inbox_len, o->subject_len, o->reply_len, o->hdr_len, o->total_len,
+                       queue_len};
   memcpy(buf, &h, sizeof h);
-  memcpy(buf + sizeof h, o->buf, len - sizeof h);
+  memcpy(buf + sizeof h, o->buf, body);
+  if (queue_len > 0) memcpy(buf + sizeof h + body, queue, queue_len);
   char subject[64];
   handover_subject(dst, subject, sizeof subject);
   route_publish(jsh->shard, NULL, subject, (uint32_t)strlen(subject), NULL, 0, buf, 0,
@@ -235,7 +262,8 @@ static void on_handover(struct sub *sub, const char *subject, uint32_t subject_l
   struct handover h;
   if (header_len != 0 || total_len < sizeof h) return;
   memcpy(&h, data, sizeof h);
-  size_t len = sizeof h + (size_t)h.inbox_len + h.subject_len + h.reply_len + h.total_len;
+  size_t len = sizeof h + (size_t)h.inbox_len + h.subject_len + h.reply_len + h.total_len +
+               h.queue_len;
   if (len != total_len || h.hdr_len > h.total_len) return;
   struct js_out *o = malloc(sizeof *o + len - sizeof h);
   if (o == NULL) return;
@@ -245,6 +273,7 @@ static void on_handover(struct sub *sub, const char *subject, uint32_t subject_l
   o->reply_len = h.reply_len;
   o->hdr_len = h.hdr_len;
   o->total_len = h.total_len;
+  o->queue_len = h.queue_len;
   memcpy(o->buf, data + sizeof h, len - sizeof h);
   /* Delivered from the hook, in arrival order, with local output. */
   if (jsh->handover_tail != NULL)
@@ -254,13 +283,63 @@ static void on_handover(struct sub *sub, const char *subject, uint32_t subject_l
   jsh->handover_tail = o;
 }
 
+/* Delivers a handover from another shard to local subscribers only. */
+static void deliver_handover(struct js_shard *jsh, const struct js_out *o) {
+  const struct sublist_result *r = subcache_match(jsh->shard->cache, o->buf, o->inbox_len);
+  if (o->queue_len == 0) {
+    deliver_plain_local(jsh->shard, r, o);
+    return;
+  }
+  const char *queue = o->buf + o->inbox_len + o->subject_len + o->reply_len + o->total_len;
+  for (uint32_t i = 0; r != NULL && i < r->group_count; i++) {
+    const struct sublist_qgroup *g = &r->groups[i];
+    if (g->queue_len == o->queue_len && memcmp(g->queue, queue, o->queue_len) == 0) {
+      /* TODO: a member that left meanwhile drops the message instead of
+       * passing it to a member on another shard. */
+      deliver_group_local(jsh, g, o);
+      return;
+    }
+  }
+}
+
+/* A queue group whose chosen member is on another shard. */
+struct group_pick {
+  uint32_t dst;
+  uint32_t queue_len;
+  char queue[256];
+};
+#define GROUP_PICKS_MAX 16
+
+/* Delivers an outgoing consumer message to every subscriber of its inbox:
+ * local ones here, the others through their shards' handover subjects. */
+static void deliver_outgoing(struct js_shard *jsh, const struct js_out *o) {
+  const struct sublist_result *r = subcache_match(jsh->shard->cache, o->buf, o->inbox_len);
+  uint64_t remote = deliver_plain_local(jsh->shard, r, o);
+  struct group_pick picks[GROUP_PICKS_MAX];
+  uint32_t pick_count = 0;
+  for (uint32_t i = 0; r != NULL && i < r->group_count; i++) {
+    const struct sublist_qgroup *g = &r->groups[i];
+    if (deliver_group_local(jsh, g, o) || g->member_count == 0) continue;
+    if (pick_count == GROUP_PICKS_MAX || g->queue_len > sizeof picks[0].queue) continue;
+    struct group_pick *p = &picks[pick_count++];
+    p->dst = g->members[jsh->group_turn++ % g->member_count]->shard_id;
+    p->queue_len = g->queue_len;
+    memcpy(p->queue, g->queue, g->queue_len);
+  }
+  /* r is invalid from here on: hand_over() routes, which matches again. */
+  for (uint32_t dst = 0; remote != 0 && dst < 64; dst++) {
+    if (remote & (1ULL << dst)) hand_over(jsh, dst, o, NULL, 0);
+  }
+  for (uint32_t i = 0; i < pick_count; i++) hand_over(jsh, picks[i].dst, o, picks[i].queue, picks[i].queue_len);
+}
+
 static void send_outbox(struct js_shard *jsh) {
   /* Deliveries handed over by other shards go to local subscribers only. */
   struct js_out *o = jsh->handover_head;
   jsh->handover_head = jsh->handover_tail = NULL;
   while (o != NULL) {
     struct js_out *next = o->next;
-    deliver_local(jsh, o);
+    deliver_handover(jsh, o);
     free(o);
     o = next;
   }
@@ -270,10 +349,7 @@ static void send_outbox(struct js_shard *jsh) {
   while (o != NULL) {
     struct js_out *next = o->next;
     if (o->inbox_len > 0) {
-      uint64_t remote = deliver_local(jsh, o);
-      for (uint32_t dst = 0; remote != 0 && dst < 64; dst++) {
-        if (remote & (1ULL << dst)) hand_over(jsh, dst, o);
-      }
+      deliver_outgoing(jsh, o);
     } else {
       const char *subject = o->buf;
       const char *reply = subject + o->subject_len;

@@ -160,7 +160,8 @@ struct js_out {
   uint32_t reply_len;
   uint32_t hdr_len;
   uint32_t total_len;          /* headers plus payload */
-  char buf[];                  /* inbox, subject, reply, headers, payload */
+  uint32_t queue_len;          /* handovers for one queue group member: its name follows */
+  char buf[];                  /* inbox, subject, reply, headers, payload[, queue] */
 };
 
 struct js_shard {
@@ -178,6 +179,7 @@ struct js_shard {
   struct js_out *handover_head;  /* deliveries from other shards, for local subscribers */
   struct js_out *handover_tail;
   int64_t next_timer_ms;
+  uint32_t group_turn;         /* rotates deliveries among queue group members */
   bool in_hook;                /* the hook is running, so matching and sending are safe */
   bool push_kick;              /* some push consumer may have messages to deliver */
   bool push_deferred;          /* push consumers created in this loop iteration */

@@ -357,6 +357,34 @@ describe("jetstream consumers", () => {
     assert.deepEqual(got.map((m) => m.subject), ["push.in", "push.in"]);
   });
 
+  test("push consumer with deliver_group reaches one member", async () => {
+    const { jsm, js } = await startJetStream();
+    await jsm.streams.add({ name: "PQ", subjects: ["pq.in"] });
+    const other = await connectTo(server);
+    try {
+      const a = collect(nc, "pq.out", { queue: "workers" });
+      const b = collect(other, "pq.out", { queue: "workers" });
+      await nc.flush();
+      await other.flush();
+      await jsm.consumers.add("PQ", {
+        durable_name: "pq",
+        deliver_subject: "pq.out",
+        deliver_group: "workers",
+        ack_policy: AckPolicy.None,
+      });
+      const total = 40;
+      for (let i = 0; i < total; i++) await js.publish("pq.in", `m${i}`);
+      const seen = () => [...a.messages, ...b.messages].map((m) => m.string());
+      for (let i = 0; i < 50 && seen().length < total; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      assert.equal(seen().length, total);
+      assert.equal(new Set(seen()).size, total, "a message reached two members");
+    } finally {
+      await other.close();
+    }
+  });
+
   test("consumer errors", async () => {
     const { jsm } = await startJetStream();
     await jsm.streams.add({ name: "E", subjects: ["e"] });
