@@ -774,16 +774,49 @@ static size_t process(struct client *c, const char *p, size_t len) {
   return off;
 }
 
+/* Parses data in place and keeps an incomplete tail in c->in. */
+static void process_direct(struct client *c, const char *data, size_t len) {
+  size_t used = process(c, data, len);
+  if (used < len && c->state == CLIENT_OPEN && buf_append(&c->in, data + used, len - used) != 0)
+    client_close(c, CLOSE_READ_ERROR, false);
+}
+
+/* Bytes of new data tried first to complete a command split across
+ * receives; most control lines and small messages fit. */
+#define CLIENT_COMPLETE_STEP 4096
+
 void client_on_recv(struct client *c, const char *data, size_t len) {
   if (c->state != CLIENT_OPEN) return;
   c->last_recv_ms = c->shard->now_ms;
 
   if (buf_pending(&c->in) == 0 && !input_blocked(c)) {
-    size_t used = process(c, data, len);
-    if (used < len && c->state == CLIENT_OPEN && buf_append(&c->in, data + used, len - used) != 0)
-      client_close(c, CLOSE_READ_ERROR, false);
+    process_direct(c, data, len);
     return;
   }
+
+  /* A command is split across receives. Copy only enough new bytes to
+   * complete it, then go back to parsing in place, so a stream of
+   * messages that straddle buffer boundaries is not copied whole. */
+  if (!input_blocked(c) && len > CLIENT_COMPLETE_STEP) {
+    size_t partial = buf_pending(&c->in);
+    if (buf_append(&c->in, data, CLIENT_COMPLETE_STEP) != 0) {
+      client_close(c, CLOSE_READ_ERROR, false);
+      return;
+    }
+    size_t used = process(c, c->in.data + c->in.off, buf_pending(&c->in));
+    c->in.off += used;
+    if (used >= partial && c->state == CLIENT_OPEN && !input_blocked(c)) {
+      /* What is left in c->in came from data: parse it from there. */
+      size_t from = CLIENT_COMPLETE_STEP - buf_pending(&c->in);
+      buf_clear(&c->in);
+      process_direct(c, data + from, len - from);
+      return;
+    }
+    data += CLIENT_COMPLETE_STEP;
+    len -= CLIENT_COMPLETE_STEP;
+    if (c->state != CLIENT_OPEN) return;
+  }
+
   if (buf_append(&c->in, data, len) != 0) {
     client_close(c, CLOSE_READ_ERROR, false);
     return;
