@@ -125,8 +125,17 @@ static void mark_slow_consumer(struct client *c) {
   client_close(c, CLOSE_SLOW_CONSUMER_PENDING, false);
 }
 
+/* Logs an outgoing protocol line in nats-server's trace form, "->> [PONG]". */
+static void trace_out(struct client *c, const char *p, size_t n) {
+  const char *eol = memchr(p, '\r', n);
+  size_t line = eol ? (size_t)(eol - p) : n;
+  log_trace("%s:%d - cid:%" PRIu64 " - ->> [%.*s]", c->ip, c->port, c->cid,
+            (int)(line < 512 ? line : 512), p);
+}
+
 void client_send_raw(struct client *c, const char *p, size_t n) {
   if (c->state != CLIENT_OPEN) return;
+  if (log_trace_on) trace_out(c, p, n);
   if (client_out_would_exceed(c, n)) {
     mark_slow_consumer(c);
     return;
@@ -228,6 +237,7 @@ void client_deliver(struct client *c, struct sub *sub, const char *subject,
   p += total_len;
   *p++ = '\r';
   *p++ = '\n';
+  if (log_trace_on) trace_out(c, c->out.data + c->out.len, (size_t)(p - c->out.data - c->out.len));
   c->out.len = (size_t)(p - c->out.data);
 
   c->msgs_out++;
