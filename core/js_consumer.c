@@ -60,6 +60,8 @@ struct consumer_config {
   enum ack_policy ack_policy;
   int64_t ack_wait_ns;
   int64_t max_deliver;
+  int64_t backoff_ns[16];    /* redelivery delays by delivery count, ack_wait after */
+  uint32_t backoff_count;
   char *filter_subject;
   int64_t max_waiting;
   int64_t max_ack_pending;
@@ -232,6 +234,18 @@ static bool decode_config(const cJSON *obj, struct consumer_config *c) {
             opt_int(obj, "max_bytes", &c->max_bytes) &&
             opt_int(obj, "inactive_threshold", &c->inactive_threshold_ns) &&
             opt_int(obj, "num_replicas", &c->num_replicas);
+  const cJSON *backoff = cJSON_GetObjectItemCaseSensitive(obj, "backoff");
+  if (backoff != NULL && !cJSON_IsNull(backoff)) {
+    const cJSON *v;
+    if (!cJSON_IsArray(backoff)) ok = false;
+    cJSON_ArrayForEach(v, backoff) {
+      if (!cJSON_IsNumber(v) || c->backoff_count == 16) {
+        ok = false;
+        break;
+      }
+      c->backoff_ns[c->backoff_count++] = (int64_t)v->valuedouble;
+    }
+  }
   c->deliver_policy = (enum deliver_policy)deliver;
   c->ack_policy = (enum ack_policy)ack;
   c->opt_start_seq = opt_start_seq > 0 ? (uint64_t)opt_start_seq : 0;
@@ -267,6 +281,13 @@ static int check_config(struct js_stream *st, struct consumer_config *c, struct 
     return -1;
   }
   if (c->max_deliver == 0) c->max_deliver = -1;
+  if (c->backoff_count > 0) {
+    if (c->max_deliver <= (int64_t)c->backoff_count) {
+      js_err_set(err, 400, 10116, "max deliver is required to be > length of backoff values");
+      return -1;
+    }
+    c->ack_wait_ns = c->backoff_ns[0];
+  }
   if (c->ack_policy != ACK_NONE && c->ack_wait_ns == 0) c->ack_wait_ns = DEFAULT_ACK_WAIT_NS;
   if (c->deliver_subject == NULL && c->max_waiting == 0) c->max_waiting = DEFAULT_MAX_WAITING;
   if (c->ack_policy != ACK_NONE && c->max_ack_pending == 0) c->max_ack_pending = DEFAULT_MAX_ACK_PENDING;
@@ -319,6 +340,11 @@ static cJSON *config_json(const struct consumer_config *c) {
   cJSON_AddStringToObject(o, "ack_policy", ack_names[c->ack_policy]);
   if (c->ack_wait_ns != 0) add_num(o, "ack_wait", c->ack_wait_ns);
   add_num(o, "max_deliver", c->max_deliver);
+  if (c->backoff_count > 0) {
+    cJSON *backoff = cJSON_AddArrayToObject(o, "backoff");
+    for (uint32_t i = 0; backoff != NULL && i < c->backoff_count; i++)
+      cJSON_AddItemToArray(backoff, cJSON_CreateNumber((double)c->backoff_ns[i]));
+  }
   if (c->filter_subject != NULL) cJSON_AddStringToObject(o, "filter_subject", c->filter_subject);
   cJSON_AddStringToObject(o, "replay_policy", "instant");
   if (c->max_waiting != 0) add_num(o, "max_waiting", c->max_waiting);
@@ -918,12 +944,20 @@ static void update_ack_floor(struct js_consumer *c) {
 }
 
 /* Records a new delivery of sseq. Returns false when out of memory. */
+/* The ack wait after a message's deliveries-th delivery: the backoff
+ * entry for it (the last one beyond the list), or ack_wait. */
+static int64_t ack_wait_for(const struct js_consumer *c, uint64_t deliveries) {
+  if (c->cfg.backoff_count == 0 || deliveries == 0) return c->cfg.ack_wait_ns;
+  uint64_t i = deliveries - 1 < c->cfg.backoff_count ? deliveries - 1 : c->cfg.backoff_count - 1;
+  return c->cfg.backoff_ns[i];
+}
+
 static bool track_pending(struct js_consumer *c, uint64_t sseq, uint64_t cseq, int64_t now_ns) {
   struct pending *p = find_pending(c, sseq);
   if (p != NULL) {
     p->cseq = cseq;
     p->deliveries++;
-    p->deadline_ns = now_ns + c->cfg.ack_wait_ns;
+    p->deadline_ns = now_ns + ack_wait_for(c, p->deliveries);
     p->redeliver = false;
     return true;
   }

@@ -261,6 +261,19 @@ describe("jetstream consumers", () => {
     assert.equal(again.info.deliveryCount, 2);
   });
 
+  test("backoff sets the ack wait of each delivery", async () => {
+    const { jsm } = await startJetStream();
+    await jsm.streams.add({ name: "BO", subjects: ["bo"] });
+    const info = await jsm.consumers.add("BO", {
+      durable_name: "b",
+      ack_policy: AckPolicy.Explicit,
+      max_deliver: 5,
+      backoff: [1_000_000_000, 2_000_000_000],
+    });
+    assert.deepEqual(info.config.backoff, [1_000_000_000, 2_000_000_000]);
+    assert.equal(info.config.ack_wait, 1_000_000_000);
+  });
+
   test("max_deliver stops redelivery", async () => {
     const { jsm, js } = await startJetStream();
     await jsm.streams.add({ name: "MD", subjects: ["md"] });
@@ -430,6 +443,9 @@ const BAD_REQUESTS = [
     400, 10084, "consumer in pull mode requires ack policy"],
   ["$JS.API.CONSUMER.DURABLE.CREATE.D.f", { stream_name: "D", config: { durable_name: "g" } },
     400, 10017, "consumer name in subject does not match durable name in request"],
+  ["$JS.API.CONSUMER.DURABLE.CREATE.D.bo",
+    { stream_name: "D", config: { durable_name: "bo", ack_policy: "explicit", backoff: [1e9, 2e9] } },
+    400, 10116, "max deliver is required to be > length of backoff values"],
   ["$JS.API.CONSUMER.CREATE.D", { stream_name: "D", config: { filter_subject: "zz", ack_policy: "explicit" } },
     400, 10093, "consumer filter subject is not a valid subset of the interest subjects"],
   ["$JS.API.CONSUMER.CREATE.D",
