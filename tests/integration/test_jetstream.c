@@ -197,3 +197,52 @@ HARNESS_TEST(jetstream, restart_keeps_stream_and_consumer) {
   natsSubscription_Destroy(sub);
   jsCtx_Destroy(js);
 }
+
+HARNESS_TEST(jetstream, kv_bucket) {
+  start_jetstream();
+  natsConnection *nc;
+  jsCtx *js = connect_js(&nc);
+  kvConfig cfg;
+  kvConfig_Init(&cfg);
+  cfg.Bucket = "fleet";
+  cfg.History = 3;
+  kvStore *kv = NULL;
+  natsStatus s = js_CreateKeyValue(&kv, js, &cfg);
+  cr_assert_eq(s, NATS_OK, "js_CreateKeyValue: %s", natsStatus_GetText(s));
+
+  uint64_t rev1 = 0, rev2 = 0, rev3 = 0;
+  cr_assert_eq(kvStore_PutString(&rev1, kv, "robot.1", "idle"), NATS_OK);
+  cr_assert_eq(kvStore_PutString(&rev2, kv, "robot.1", "busy"), NATS_OK);
+  cr_assert_eq(rev2, rev1 + 1);
+  cr_assert_neq(kvStore_CreateString(NULL, kv, "robot.1", "again"), NATS_OK,
+                "create of an existing key succeeded");
+  cr_assert_eq(kvStore_UpdateString(&rev3, kv, "robot.1", "charging", rev2), NATS_OK);
+  cr_assert_neq(kvStore_UpdateString(NULL, kv, "robot.1", "stale", rev2), NATS_OK,
+                "update with an old revision succeeded");
+  cr_assert_eq(kvStore_PutString(NULL, kv, "robot.2", "idle"), NATS_OK);
+
+  kvEntry *e = NULL;
+  cr_assert_eq(kvStore_Get(&e, kv, "robot.1"), NATS_OK);
+  cr_assert_str_eq(kvEntry_ValueString(e), "charging");
+  cr_assert_eq(kvEntry_Revision(e), rev3);
+  kvEntry_Destroy(e);
+
+  cr_assert_eq(kvStore_Delete(kv, "robot.2"), NATS_OK);
+  e = NULL;
+  cr_assert_eq(kvStore_Get(&e, kv, "robot.2"), NATS_NOT_FOUND);
+
+  kvKeysList keys = {0};
+  cr_assert_eq(kvStore_Keys(&keys, kv, NULL), NATS_OK);
+  cr_assert_eq(keys.Count, 1);
+  cr_assert_str_eq(keys.Keys[0], "robot.1");
+  kvKeysList_Destroy(&keys);
+
+  kvEntryList history = {0};
+  cr_assert_eq(kvStore_History(&history, kv, "robot.1", NULL), NATS_OK);
+  cr_assert_eq(history.Count, 3);
+  cr_assert_str_eq(kvEntry_ValueString(history.Entries[2]), "charging");
+  kvEntryList_Destroy(&history);
+
+  kvStore_Destroy(kv);
+  jsCtx_Destroy(js);
+}
