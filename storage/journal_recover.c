@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Opening a file store: finding the segment files, checking them by the
- * recovery rules R1..R7 of storage/record.c, rebuilding the index by
+ * recovery rules R1..R8 of storage/record.c, rebuilding the index by
  * replaying every record, and cutting a torn tail. Damage is reported with
  * stream, segment and offset, and the store is not opened; nothing on disk
  * changes before every segment passed its checks.
@@ -393,6 +393,20 @@ static int setup_active(struct recovery *r)
   return 0;
 }
 
+/* R8: syncs the newest segment and the stream directory before the first
+ * append. After a process crash the kernel still returns the newest
+ * segment's unsynced tail and unsynced directory entries, so recovery
+ * accepted them, but a power cut can still take them back. New records
+ * must count their torn window (J8) from a durable end. */
+static int sync_recovered(struct recovery *r)
+{
+  struct journal *j = r->j;
+  int rc = j->io->ops->fdatasync(j->io, journal_active(j)->fd);
+  if (rc == 0)
+    rc = j->io->ops->fsync_dir(j->io, j->st->dir);
+  return rc < 0 ? fail(r, rc, "syncing the recovered journal") : 0;
+}
+
 /* Creates the first segment of an empty stream. */
 static int create_first(struct recovery *r, uint64_t index, uint64_t first_seq)
 {
@@ -459,6 +473,8 @@ static int recover_all(struct recovery *r, struct seg_list *l)
     }
     if (rc == 0)
       rc = setup_active(r);
+    if (rc == 0)
+      rc = sync_recovered(r);
   }
 
   for (size_t k = 0; k < opened && fds != NULL; k++)

@@ -73,7 +73,7 @@
  * J8 Bytes written to a segment past its last fdatasync never exceed the
  *    header's torn_window.
  *
- * RECOVERY (cited as R1..R7)
+ * RECOVERY (cited as R1..R8)
  *
  * R1 Segments are read in index order; the indices must be consecutive.
  * R2 A newest segment whose header and record area are all zero is a
@@ -95,6 +95,10 @@
  * R7 Otherwise the bytes from P on are the torn tail of writes in flight at
  *    the crash: they are overwritten with zeros and synced, and appends
  *    continue at P.
+ * R8 Before the first append the newest segment and the directory are
+ *    synced. After a process crash, the tail and the directory entries
+ *    that recovery read may not be durable yet, and J8 counts from a
+ *    durable end.
  *
  * Corruption is reported with the stream, segment file and offset, and the
  * stream is not opened.

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The on-disk format of a stream journal: segment headers and records.
  * storage/record.c opens with the byte layout, the checksum rule and the
- * numbered invariants (J1..J8) and recovery rules (R1..R7) that the journal
+ * numbered invariants (J1..J8) and recovery rules (R1..R8) that the journal
  * code cites. */
 #ifndef SHOAL_STORAGE_RECORD_H
 #define SHOAL_STORAGE_RECORD_H
