@@ -174,8 +174,16 @@ void io_fault_crash(struct io_backend *io);
 
 /* Starts the next run on the stable content left by io_fault_crash(): all
  * file descriptors are closed and operations work again, with the fault
- * probabilities set to zero so recovery runs on a healthy disk. */
+ * probabilities and the crash step set to zero so recovery runs on a
+ * healthy disk. Called without io_fault_crash() after the crash step was
+ * reached, it models a process crash (kill -9) instead: writes and
+ * directory changes not yet synced stay readable and stay unsynced, so a
+ * later io_fault_crash() may still lose them. */
 void io_fault_restart(struct io_backend *io);
+
+/* Sets the I/O step that crashes, counted as io_fault_steps() counts;
+ * 0 means never. For a crash after io_fault_restart(). */
+void io_fault_set_crash_step(struct io_backend *io, uint32_t step);
 
 /* Flips count random bits inside the stable content of files whose path
  * ends with suffix, within each file's written extent. Returns the number

@@ -291,9 +291,11 @@ static ssize_t fault_pwrite(struct io_backend *io, int fd, const void *buf, size
   struct mfile *m = fd_file(f, fd);
   if (m == NULL)
     return -EBADF;
+  bool crashed_before = f->crashed;
   if (!step(f)) {
-    /* The crash hits during this write: it may reach the disk in part. */
-    if (f->cfg.crash_at_step != 0 && f->steps == f->cfg.crash_at_step)
+    /* The crash hits during this write: it may reach the disk in part.
+     * Writes after the crash never reach it. */
+    if (!crashed_before)
       file_write(m, buf, len, offset);
     return -EIO;
   }
@@ -601,6 +603,13 @@ void io_fault_restart(struct io_backend *io)
   f->cfg.enospc_ppm = 0;
   f->cfg.eio_ppm = 0;
   f->cfg.misdirect_ppm = 0;
+}
+
+void io_fault_set_crash_step(struct io_backend *io, uint32_t step)
+{
+  struct io_fault *f = (struct io_fault *)io;
+  ASSERT(step == 0 || step > f->steps);
+  f->cfg.crash_at_step = step;
 }
 
 int io_fault_flip_bits(struct io_backend *io, const char *suffix, unsigned count)
