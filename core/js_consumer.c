@@ -91,6 +91,8 @@ struct pull {
   struct pull *next;
   int64_t batch;            /* messages still to send */
   int64_t max_bytes;        /* 0 = no limit */
+  int64_t bytes_left;       /* of max_bytes */
+  bool bytes_exceeded;      /* the next message is larger than bytes_left */
   int64_t deadline_ns;      /* 0 = no expiry */
   int64_t heartbeat_ns;     /* idle heartbeat interval, 0 = none */
   int64_t next_heartbeat_ns;
@@ -1037,10 +1039,24 @@ static int next_message(struct js_consumer *c, struct store_msg *m, uint64_t *de
  * *pending carries the count of undelivered messages across calls, -1
  * before the first, so a batch counts the stream once. */
 static bool deliver_one(struct js_consumer *c, const char *inbox, struct store_msg *m, int64_t now_ns,
-                        int64_t *pending) {
+                        int64_t *pending, struct pull *pull) {
   uint64_t deliveries;
   bool is_new;
   if (next_message(c, m, &deliveries, &is_new) != 0) return false;
+  if (pull != NULL && pull->max_bytes > 0) {
+    /* nats-server counts the subject, the ack reply subject, headers and
+     * payload; the reply's length is estimated here with a one-digit
+     * pending count. The message stays next in line for a later request. */
+    int ack_len = snprintf(NULL, 0, "$JS.ACK.%s.%s.%" PRIu64 ".%" PRIu64 ".%" PRIu64 ".%" PRId64 ".0",
+                           c->st->cfg.name, c->name, deliveries, m->seq, c->delivered_cseq + 1,
+                           m->ts_ns);
+    int64_t size = (int64_t)m->subject_len + ack_len + m->hdr_len + m->data_len;
+    if (size > pull->bytes_left) {
+      pull->bytes_exceeded = true;
+      return false;
+    }
+    pull->bytes_left -= size;
+  }
   if (is_new) {
     if (c->start_index < c->start_count)
       c->start_index++; /* its copy is freed with the consumer */
@@ -1101,7 +1117,7 @@ static void run_consumer(struct js_consumer *c, int64_t now_ns) {
     }
     /* TODO: no flow control requests are sent, so a slow push subscriber
      * is limited only by max_ack_pending and the connection's max_pending. */
-    while (budget-- > 0 && deliver_one(c, c->cfg.deliver_subject, &m, now_ns, &pending)) {
+    while (budget-- > 0 && deliver_one(c, c->cfg.deliver_subject, &m, now_ns, &pending, NULL)) {
     }
     store_msg_free(&m);
     return;
@@ -1109,12 +1125,18 @@ static void run_consumer(struct js_consumer *c, int64_t now_ns) {
   while (c->waiting != NULL && budget > 0) {
     struct pull *p = c->waiting;
     bool sent = false;
-    while (p->batch > 0 && budget-- > 0 && deliver_one(c, p->reply, &m, now_ns, &pending)) {
+    while (p->batch > 0 && budget-- > 0 && deliver_one(c, p->reply, &m, now_ns, &pending, p)) {
       p->batch--;
       p->next_heartbeat_ns = now_ns + p->heartbeat_ns;
       sent = true;
     }
     if (p->batch == 0) {
+      pop_pull(c);
+      continue;
+    }
+    if (p->bytes_exceeded) {
+      /* The next message does not fit in what is left of max_bytes. */
+      send_status(c, p->reply, "409 Message Size Exceeds MaxBytes", -1);
       pop_pull(c);
       continue;
     }
@@ -1169,7 +1191,8 @@ static void queue_pull(struct js_shard *jsh, const struct js_request *req, struc
   if (p == NULL) return;
   memcpy(p->reply, req->reply, reply_len + 1);
   p->batch = batch;
-  p->max_bytes = max_bytes; /* TODO: max_bytes is recorded but not enforced */
+  p->max_bytes = max_bytes;
+  p->bytes_left = max_bytes;
   int64_t now_ns = js_now_ns();
   p->deadline_ns = expires > 0 ? now_ns + expires : 0;
   p->no_wait = no_wait;

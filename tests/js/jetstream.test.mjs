@@ -225,6 +225,22 @@ describe("jetstream consumers", () => {
     assert.deepEqual(rest.map((m) => m.string()), ["m3"]);
   });
 
+  test("fetch stops at max_bytes", async () => {
+    const { jsm, js } = await startJetStream();
+    await jsm.streams.add({ name: "MB", subjects: ["mb"] });
+    for (let i = 0; i < 5; i++) await js.publish("mb", "x".repeat(100));
+    await jsm.consumers.add("MB", { durable_name: "d", ack_policy: AckPolicy.Explicit });
+    const consumer = await js.consumers.get("MB", "d");
+    // Each message costs its subject, ack subject and payload: about 150
+    // bytes, so 250 bytes hold one.
+    // The 409 status that ends the request surfaces as an error.
+    const msgs = [];
+    await assert.rejects(async () => {
+      for await (const m of await consumer.fetch({ max_bytes: 250, expires: 1000 })) msgs.push(m);
+    }, /message size exceeds maxbytes/);
+    assert.deepEqual(msgs.map((m) => m.seq), [1]);
+  });
+
   test("nak redelivers the message", async () => {
     const { jsm, js } = await startJetStream();
     await jsm.streams.add({ name: "N", subjects: ["n"] });
