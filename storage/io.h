@@ -72,7 +72,8 @@ struct io_backend_ops {
   int (*close)(struct io_backend *io, int fd);
   int (*mkdir)(struct io_backend *io, const char *path);
   int (*list_dir)(struct io_backend *io, const char *path, io_list_fn fn, void *ctx);
-  /* Direct-I/O alignment of the file behind fd, in bytes (offset alignment). */
+  /* Write alignment for direct I/O on the file behind fd, in bytes: a
+   * multiple of the offset alignment that O_DIRECT requires. */
   int (*dio_align)(struct io_backend *io, int fd);
   int64_t (*file_size)(struct io_backend *io, int fd);
   ssize_t (*pread)(struct io_backend *io, int fd, void *buf, size_t len, uint64_t offset);

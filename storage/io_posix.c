@@ -69,16 +69,29 @@ int io_posix_list_dir(struct io_backend *io, const char *path, io_list_fn fn, vo
   return 0;
 }
 
-/* Returns the file's direct-I/O offset alignment from statx(STATX_DIOALIGN),
- * or 4096 when the kernel or file system does not report one. */
+/* Largest file system block size taken as the write alignment. */
+#define DIO_ALIGN_BLKSIZE_MAX 65536
+
+/* Returns the write alignment for O_DIRECT on the file: the larger of the
+ * direct-I/O offset alignment from statx(STATX_DIOALIGN), 4096 when the
+ * kernel or file system does not report one, and the file system's block
+ * size. O_DIRECT accepts writes at the offset alignment, often 512, but
+ * ext4 handles a write that starts inside one of its 4096-byte blocks on a
+ * slow path: a 4 MiB write at 512-byte alignment took 35 to 50 ms, against
+ * 10 ms at 4096 (shoal-store-bench, ext4 on a virtio disk). */
 int io_posix_dio_align(struct io_backend *io, int fd)
 {
   struct statx sx;
-  if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &sx) != 0)
+  if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN | STATX_BASIC_STATS, &sx) != 0)
     return 4096;
-  if (!(sx.stx_mask & STATX_DIOALIGN) || sx.stx_dio_offset_align == 0)
-    return 4096;
-  return (int)sx.stx_dio_offset_align;
+  uint32_t align = 4096;
+  if ((sx.stx_mask & STATX_DIOALIGN) && sx.stx_dio_offset_align != 0)
+    align = sx.stx_dio_offset_align;
+  uint32_t blksize = sx.stx_blksize;
+  bool power_of_two = blksize != 0 && (blksize & (blksize - 1)) == 0;
+  if (power_of_two && blksize > align && blksize <= DIO_ALIGN_BLKSIZE_MAX)
+    align = blksize;
+  return (int)align;
 }
 
 int64_t io_posix_file_size(struct io_backend *io, int fd)

@@ -258,8 +258,11 @@ static int check_tail(struct recovery *r, struct segment *seg, const struct segm
   }
 
   /* R5: past P, only intact records at their own offset, and nothing at
-   * all beyond the window of unsynced writes. */
-  uint64_t window_end = (uint64_t)align_down(p, j->block) + h->torn_window;
+   * all beyond the window of unsynced writes. The last write started at
+   * the block holding P, counted in the segment's block size, which can be
+   * smaller than the alignment the device reports now. */
+  uint32_t block = h->block_size != 0 && h->block_size < j->block ? h->block_size : j->block;
+  uint64_t window_end = (uint64_t)align_down(p, block) + h->torn_window;
   uint32_t last_nonzero = p;
   for (uint32_t off = align_up(p, RECORD_ALIGN); off < size; off += RECORD_ALIGN) {
     if (bytes_zero(r->scan + off, RECORD_ALIGN))
