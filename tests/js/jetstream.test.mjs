@@ -31,8 +31,12 @@ function newStoreDir() {
   return dir;
 }
 
-async function startJetStream(storeDir = newStoreDir(), port = undefined) {
-  server = await startServer({ port, args: ["-js", "-sd", storeDir] });
+// A restart takes a new port. On the same port, shoal on io_uring reset or
+// refused the first connections after a restart in about 4 of 10 runs,
+// most likely because the dead server's listening socket stays in the
+// port's SO_REUSEPORT group until the kernel tears its io_uring down.
+async function startJetStream(storeDir = newStoreDir()) {
+  server = await startServer({ args: ["-js", "-sd", storeDir] });
   nc = await connectTo(server);
   return { storeDir, jsm: await jetstreamManager(nc), js: jetstream(nc) };
 }
@@ -539,10 +543,9 @@ describe("jetstream restart", () => {
     assert.deepEqual(early.map((m) => m.seq), [1, 2]);
     for (const m of early) await m.ackAck();
 
-    const port = server.port;
     await nc.close();
     await server.stop();
-    const { jsm, js } = await startJetStream(first.storeDir, port);
+    const { jsm, js } = await startJetStream(first.storeDir);
 
     const info = await jsm.streams.info("R");
     assert.equal(info.state.messages, 4);
@@ -560,6 +563,27 @@ describe("jetstream restart", () => {
     assert.deepEqual(rest.map((m) => m.seq), [3, 4]);
   });
 
+  test("acknowledged messages survive kill -9", async () => {
+    const first = await startJetStream();
+    await first.jsm.streams.add({ name: "K", subjects: ["k.*"] });
+    const total = 200;
+    const acks = await Promise.all(
+      Array.from({ length: total }, (_, i) => first.js.publish(`k.${i % 7}`, `v${i}`)),
+    );
+    assert.equal(new Set(acks.map((a) => a.seq)).size, total);
+
+    process.kill(server.pid, "SIGKILL");
+    await server.exited;
+    await nc.close().catch(() => {});
+    const { jsm } = await startJetStream(first.storeDir);
+
+    const info = await jsm.streams.info("K");
+    assert.equal(info.state.messages, total);
+    assert.equal(info.state.last_seq, total);
+    const last = await jsm.streams.getMessage("K", { seq: total });
+    assert.match(last.string(), /^v\d+$/);
+  });
+
   test("unacknowledged message comes again after restart", async () => {
     const first = await startJetStream();
     await first.jsm.streams.add({ name: "U", subjects: ["u"] });
@@ -575,10 +599,9 @@ describe("jetstream restart", () => {
     await acked.ackAck();
     assert.equal(dropped.seq, 2);
 
-    const port = server.port;
     await nc.close();
     await server.stop();
-    const { js } = await startJetStream(first.storeDir, port);
+    const { js } = await startJetStream(first.storeDir);
 
     const resumed = await js.consumers.get("U", "slow");
     const info = await resumed.info();
