@@ -208,11 +208,21 @@ static int check_config(struct js_stream_config *cfg, struct js_err *err) {
   return 0;
 }
 
+static bool has_mirror_or_sources(const cJSON *obj) {
+  const cJSON *mirror = cJSON_GetObjectItemCaseSensitive(obj, "mirror");
+  const cJSON *sources = cJSON_GetObjectItemCaseSensitive(obj, "sources");
+  return (mirror != NULL && !cJSON_IsNull(mirror)) || cJSON_GetArraySize(sources) > 0;
+}
+
 int js_config_parse(const struct cJSON *obj, struct js_stream_config *cfg, struct js_err *err) {
   memset(cfg, 0, sizeof *cfg);
   int rc = 0;
   if (!cJSON_IsObject(obj) || decode_config(obj, cfg) != 0) {
     js_err_set(err, 400, 10025, "invalid JSON");
+    rc = -1;
+  } else if (has_mirror_or_sources(obj)) {
+    /* Better an error than a stream that silently copies nothing. */
+    js_err_set(err, 500, 10052, "stream mirrors and sources are not supported by this server yet");
     rc = -1;
   } else if (strchr(cfg->name, '/') != NULL || strchr(cfg->name, '\\') != NULL) {
     js_err_set(err, 400, 10128, "stream name can not contain path separators");

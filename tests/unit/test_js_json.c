@@ -64,6 +64,9 @@ Test(js_json, config_errors) {
       {"{\"name\":\"S\",\"max_age\":-5}", 500, 10052, "duplicates window can not be negative"},
       {"{\"name\":\"S\",\"subjects\":[\"a\",\"a\"]}", 500, 10052, "duplicate subjects detected"},
       {"{\"name\":\"a/b\"}", 400, 10128, "stream name can not contain path separators"},
+      /* shoal's own message: nats-server supports mirrors. */
+      {"{\"name\":\"M\",\"mirror\":{\"name\":\"S\"}}", 500, 10052,
+       "stream mirrors and sources are not supported by this server yet"},
       {"{\"name\":\"S\",\"subjects\":[\"ov.b\",\"ov.c\",\"ov.*\"]}", 500, 10052,
        "subject \"ov.b\" overlaps with \"ov.*\""},
   };
