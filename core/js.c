@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* JetStream start-up and the per-shard plumbing: the store directory, one
- * storage I/O backend per shard, the internal subscriptions that receive
- * API requests, the queue of outgoing messages, and the hook that drives
- * storage and sends that queue once per shard loop iteration. Streams are in
+/* JetStream start-up and the per-shard plumbing. This file owns the store
+ * directory, one storage I/O backend per shard, the internal subscriptions
+ * that receive API requests and the queue of outgoing messages. A hook
+ * drives storage and sends that queue once per shard loop iteration. Streams are in
  * js_stream.c, API handlers in js_api.c. */
 #include "core/js.h"
 
@@ -180,7 +180,7 @@ static void handover_subject(uint32_t id, char *out, size_t cap) {
   snprintf(out, cap, "$JS.SHOAL.DELIVER.%u", id);
 }
 
-/* The fixed part of a handed-over delivery; the strings follow: inbox,
+/* The fixed part of a handed-over delivery. The strings follow it: inbox,
  * subject, reply, headers and payload, then the queue group name when the
  * delivery is for one member of a queue group. */
 struct handover {

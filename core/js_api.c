@@ -103,7 +103,7 @@ static void handle_account_info(struct js_shard *jsh, const struct js_request *r
   cJSON_AddNumberToObject(resp, "streams", (double)streams);
   cJSON_AddNumberToObject(resp, "consumers", (double)consumers);
   cJSON *limits = cJSON_AddObjectToObject(resp, "limits");
-  /* These are the account's own limits, which shoal does not have yet;
+  /* These are the account's own limits, which shoal does not have yet.
    * nats-server 2.9 reports -1 for them too when only the server-wide
    * max_memory_store and max_file_store are set. */
   cJSON_AddNumberToObject(limits, "max_memory", -1);

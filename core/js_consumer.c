@@ -1358,18 +1358,18 @@ static void retire(struct js_consumer *c, uint64_t sseq) {
 }
 
 /* Drops a new message of an interest stream that no consumer's filter
- * matches, since nobody will ever acknowledge it (nats-server 2.9 does not
- * keep it either). */
+ * matches, because no consumer will acknowledge it (nats-server 2.9 does
+ * not keep it either). */
 void js_consumers_retire_unwanted(struct js_stream *st, uint64_t seq) {
   struct store_msg m = {0};
   if (store_read(st->store, seq, &m) == 0) {
-    bool wanted = false;
-    for (struct js_consumer *c = st->consumers; c != NULL && !wanted; c = c->next) {
+    bool interested = false;
+    for (struct js_consumer *c = st->consumers; c != NULL && !interested; c = c->next) {
       size_t flen;
       const char *filter = filter_of(c, &flen);
-      wanted = filter == NULL || subject_matches(filter, flen, m.subject, m.subject_len);
+      interested = filter == NULL || subject_matches(filter, flen, m.subject, m.subject_len);
     }
-    if (!wanted) {
+    if (!interested) {
       store_delete(st->store, seq);
       js_stream_refresh_stats(st);
     }

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The account-wide stream registry: every stream's name, owning shard,
- * subjects and configuration, so that any shard can check a new stream's
- * name and subjects against all others and answer STREAM.NAMES,
- * STREAM.LIST and INFO. A mutex guards the list; stream create, update and
- * delete take it, and the message path never does. Each entry's counters
- * are atomics written by the owning shard only. */
+ * subjects and configuration. With it any shard checks a new stream's name
+ * and subjects against all others and serves STREAM.NAMES, STREAM.LIST and
+ * INFO requests. A mutex guards the list. Stream create, update and delete
+ * take it, and the message path never does. Each entry's counters are
+ * atomics written by the owning shard only. */
 #include <cjson/cJSON.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -181,8 +181,8 @@ void js_stats_publish(struct js_reg_entry *e, const struct store_state *st) {
   atomic_store_explicit(&s->first_ts_ns, st->first_ts_ns, memory_order_relaxed);
   atomic_store_explicit(&s->last_ts_ns, st->last_ts_ns, memory_order_relaxed);
   atomic_store_explicit(&s->num_subjects, st->num_subjects, memory_order_relaxed);
-  /* Release: a reader that sees these counters after our reply was sent
-   * sees all of them. */
+  /* Release order: a reader that loads num_deleted after our reply went
+   * out also loads the other counters of this update. */
   atomic_store_explicit(&s->num_deleted, st->num_deleted, memory_order_release);
 }
 

@@ -310,7 +310,7 @@ static void store_error(int rc, struct js_err *err, const struct js_stream *st) 
 }
 
 /* True when the server's max_file_store or max_memory_store for the
- * stream's storage is used up; like nats-server 2.9, the message that
+ * stream's storage is used up. As in nats-server 2.9, the message that
  * crosses the limit is still stored and the next one is rejected.
  * NOTE: usage counts durable messages only, so the appends of one write
  * group in flight can all pass the check. */
@@ -336,7 +336,7 @@ struct js_backlog {
 
 /* Stores one published message. reply is NUL-terminated ("" for none).
  * Returns -EAGAIN, having done nothing, when the store's write buffers
- * are full; every other outcome is final and answered to reply. */
+ * are full. Every other outcome is final, and its reply is sent. */
 static int capture_one(struct js_stream *st, const char *subject, uint32_t subject_len,
                        const char *reply, const char *data, uint32_t header_len,
                        uint32_t total_len) {
@@ -446,7 +446,7 @@ static void backlog_free(struct js_stream *st) {
 }
 
 /* The capture subscription's callback: stores one published message, or
- * holds it back, in order, while the store's write buffers are full. */
+ * queues it in order while the store's write buffers are full. */
 static void on_capture(struct sub *sub, const char *subject, uint32_t subject_len,
                        const char *reply, uint32_t reply_len, const char *data,
                        uint32_t header_len, uint32_t total_len) {
