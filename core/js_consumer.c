@@ -527,7 +527,10 @@ static char *state_text(const struct js_consumer *c) {
   return text;
 }
 
-/* Saves a durable consumer's state when it changed. Returns 0 or -errno. */
+/* Saves a durable consumer's state when it changed. Returns 0 or -errno.
+ * TODO: the write, fsync and rename run on the shard thread and stall its
+ * connections for the time of an fsync; they belong on the storage I/O
+ * backend like the journal's writes. */
 static int save_state(struct js_consumer *c) {
   if (c->dir == NULL || !c->state_dirty) return 0;
   char *text = state_text(c);
