@@ -370,6 +370,12 @@ static void handle_purge(struct js_shard *jsh, const struct js_request *req, str
     purge_error(jsh, req, &err);
     return;
   }
+  if (st->cfg.sealed) {
+    cJSON_Delete(body);
+    js_err_set(&err, 400, 10109, "invalid operation on sealed stream");
+    purge_error(jsh, req, &err);
+    return;
+  }
   if (st->cfg.deny_purge) {
     cJSON_Delete(body);
     js_err_set(&err, 500, 10110, "stream purge not permitted");
@@ -481,6 +487,8 @@ static void handle_msg_delete(struct js_shard *jsh, const struct js_request *req
   cJSON_Delete(body);
   if (invalid) {
     js_err_set(&err, 400, 10025, "invalid JSON");
+  } else if (st->cfg.sealed) {
+    js_err_set(&err, 400, 10109, "invalid operation on sealed stream");
   } else if (st->cfg.deny_delete) {
     js_err_set(&err, 500, 10057, "message delete not permitted");
   } else if (seq <= 0) {

@@ -452,6 +452,8 @@ const BAD_REQUESTS = [
   ["$JS.API.STREAM.MSG.GET.D", { seq: 9 }, 404, 10037, "no message found"],
   ["$JS.API.STREAM.PURGE.D", "", 500, 10110, "stream purge not permitted"],
   ["$JS.API.STREAM.MSG.DELETE.D", { seq: 1 }, 500, 10057, "message delete not permitted"],
+  ["$JS.API.STREAM.PURGE.SE", "", 400, 10109, "invalid operation on sealed stream"],
+  ["$JS.API.STREAM.MSG.DELETE.SE", { seq: 1 }, 400, 10109, "invalid operation on sealed stream"],
   ["$JS.API.CONSUMER.INFO.D.nope", "", 404, 10014, "consumer not found"],
   ["$JS.API.CONSUMER.DURABLE.CREATE.WQ.b", { stream_name: "WQ", config: { durable_name: "b", ack_policy: "explicit" } },
     400, 10099, "multiple non-filtered consumers not allowed on workqueue stream"],
@@ -479,6 +481,9 @@ describe("jetstream errors", () => {
     await jsm.streams.add({ name: "D", subjects: ["d.*"], deny_purge: true, deny_delete: true });
     await jsm.streams.add({ name: "WQ", subjects: ["wq.*"], retention: RetentionPolicy.Workqueue });
     await jsm.consumers.add("WQ", { durable_name: "a", ack_policy: AckPolicy.Explicit });
+    await jsm.streams.add({ name: "SE", subjects: ["se"] });
+    await nc.request("se", "kept");
+    await jsm.streams.update("SE", { subjects: ["se"], sealed: true });
     for (const [subject, body, code, errCode, description] of BAD_REQUESTS) {
       const payload = typeof body === "string" ? body : JSON.stringify(body);
       const reply = (await nc.request(subject, payload)).json();
