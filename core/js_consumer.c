@@ -366,13 +366,46 @@ static cJSON *config_json(const struct consumer_config *c) {
 
 /* ---- State ---- */
 
-static const char *filter_of(const struct js_consumer *c, size_t *len) {
-  *len = c->cfg.filter_subject != NULL ? strlen(c->cfg.filter_subject) : 0;
-  return c->cfg.filter_subject;
+/* True when every subject that matches pattern b also matches pattern a. */
+static bool subject_covers(const char *a, const char *b) {
+  for (;;) {
+    size_t la = strcspn(a, ".");
+    size_t lb = strcspn(b, ".");
+    if (la == 1 && a[0] == '>') return true;
+    if (lb == 1 && b[0] == '>') return false;
+    bool a_star = la == 1 && a[0] == '*';
+    bool b_star = lb == 1 && b[0] == '*';
+    if (b_star && !a_star) return false;
+    if (!a_star && (la != lb || memcmp(a, b, la) != 0)) return false;
+    a += la;
+    b += lb;
+    if (*a == '\0' || *b == '\0') return *a == *b;
+    a++;
+    b++;
+  }
 }
 
-/* Counts messages from next_sseq on that match the filter. */
-static uint64_t num_pending(struct js_consumer *c) {
+/* The consumer's filter, or NULL when it has none or when it covers every
+ * subject of the stream (clients often repeat the stream's subject), so
+ * reads and counts take the cheaper unfiltered path. */
+static const char *filter_of(const struct js_consumer *c, size_t *len) {
+  *len = 0;
+  const char *f = c->cfg.filter_subject;
+  if (f == NULL) return NULL;
+  bool covers_all = true;
+  for (uint32_t i = 0; covers_all && i < c->st->cfg.subject_count; i++)
+    covers_all = subject_covers(f, c->st->cfg.subjects[i]);
+  if (covers_all) return NULL;
+  *len = strlen(f);
+  return f;
+}
+
+/* Counts messages from next_sseq on that match the filter, plus the
+ * starting messages not delivered yet. A real filter makes this walk the
+ * stream, so the walk stops after cap matches.
+ * TODO: an index of sequences by subject in the store would make the
+ * filtered count exact and cheap. */
+static uint64_t num_pending(struct js_consumer *c, uint64_t cap) {
   struct store_state state;
   store_state(c->st->store, &state);
   uint64_t listed = c->start_count - c->start_index;
@@ -380,20 +413,23 @@ static uint64_t num_pending(struct js_consumer *c) {
   size_t flen;
   const char *filter = filter_of(c, &flen);
   if (filter == NULL) {
-    if (c->next_sseq <= state.first_seq) return state.msgs;
+    if (c->next_sseq <= state.first_seq) return listed + state.msgs;
     /* NOTE: messages deleted inside the range still count here. */
-    return state.last_seq - c->next_sseq + 1;
+    return listed + state.last_seq - c->next_sseq + 1;
   }
-  /* TODO: a filtered count walks the messages; an index by subject and
-   * sequence would make it cheap. */
   uint64_t count = 0;
   struct store_msg m = {0};
-  for (uint64_t seq = c->next_sseq; store_read_next(c->st->store, seq, filter, flen, &m) == 0;
-       seq = m.seq + 1)
+  for (uint64_t seq = c->next_sseq;
+       count < cap && store_read_next(c->st->store, seq, filter, flen, &m) == 0; seq = m.seq + 1)
     count++;
   store_msg_free(&m);
-  return count;
+  return listed + count;
 }
+
+/* Caps of the filtered count: the ack subject of every delivery carries
+ * it, and clients mostly need to know whether it is zero. */
+#define PENDING_CAP_DELIVERY 64
+#define PENDING_CAP_INFO 100000
 
 struct subject_list {
   char **names;
@@ -581,7 +617,7 @@ static cJSON *info_json(struct js_consumer *c, const char *type) {
   add_num(o, "num_ack_pending", c->pending_count);
   add_num(o, "num_redelivered", (int64_t)c->num_redelivered);
   add_num(o, "num_waiting", c->waiting_count);
-  add_num(o, "num_pending", (int64_t)num_pending(c));
+  add_num(o, "num_pending", (int64_t)num_pending(c, PENDING_CAP_INFO));
   return o;
 }
 
@@ -1076,10 +1112,12 @@ static bool deliver_one(struct js_consumer *c, const char *inbox, struct store_m
     c->ack_floor_cseq = cseq;
     c->ack_floor_sseq = m->seq;
   }
-  if (*pending < 0)
-    *pending = (int64_t)num_pending(c);
-  else if (is_new && *pending > 0)
-    (*pending)--;
+  if (*pending < 0) {
+    *pending = (int64_t)num_pending(c, PENDING_CAP_DELIVERY);
+  } else if (is_new && *pending > 0) {
+    /* A capped count runs out before the messages do: count again. */
+    if (--*pending == 0) *pending = (int64_t)num_pending(c, PENDING_CAP_DELIVERY);
+  }
   deliver_msg(c, inbox, m, deliveries, (uint64_t)*pending);
   c->last_active_ns = now_ns;
   c->state_dirty = true;

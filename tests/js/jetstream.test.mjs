@@ -245,6 +245,30 @@ describe("jetstream consumers", () => {
     assert.deepEqual(msgs.map((m) => m.seq), [1]);
   });
 
+  test("filtered consumer gets every matching message", async () => {
+    const { jsm, js } = await startJetStream();
+    await jsm.streams.add({ name: "FI", subjects: ["fi.*"] });
+    for (let i = 0; i < 150; i++) await js.publish(i % 3 === 0 ? "fi.a" : "fi.b", `${i}`);
+    await jsm.consumers.add("FI", {
+      durable_name: "a",
+      ack_policy: AckPolicy.Explicit,
+      filter_subject: "fi.a",
+    });
+    const consumer = await js.consumers.get("FI", "a");
+    const info = await consumer.info();
+    assert.equal(info.num_pending, 50);
+    const got = [];
+    for (let round = 0; round < 5 && got.length < 50; round++) {
+      for (const m of await fetchAll(consumer, 20)) {
+        got.push(Number(m.string()));
+        m.ack();
+      }
+    }
+    assert.equal(got.length, 50);
+    assert.ok(got.every((v) => v % 3 === 0), "a message outside the filter was delivered");
+    assert.equal(got.at(-1), 147);
+  });
+
   test("nak redelivers the message", async () => {
     const { jsm, js } = await startJetStream();
     await jsm.streams.add({ name: "N", subjects: ["n"] });

@@ -75,6 +75,15 @@ describe("kv", () => {
     assert.deepEqual(keys.sort(), ["c"]);
   });
 
+  test("keys lists a bucket of 200 keys", async () => {
+    const kv = await openBucket("many");
+    for (let i = 0; i < 200; i++) await kv.put(`robot.${i}`, `${i}`);
+    const keys = new Set();
+    for await (const k of await kv.keys()) keys.add(k);
+    assert.equal(keys.size, 200);
+    assert.ok(keys.has("robot.0") && keys.has("robot.199"), "first or last key missing");
+  });
+
   test("history keeps the last values", async () => {
     const kv = await openBucket("hist", { history: 2 });
     for (const v of ["x", "y", "z"]) await kv.put("k", v);
