@@ -465,6 +465,8 @@ static void *shard_main(void *arg) {
     if (atomic_load(&server.stopping) && !stopping) {
       stopping = true;
       stop_deadline = s->now_ms + 2000;
+      s->stop = true;
+      s->backend->stop_accepting(s);
       close_all(s);
       flush_dirty(s);
     }

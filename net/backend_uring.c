@@ -163,6 +163,10 @@ static int uring_init(struct shard *s) {
 static void uring_fini(struct shard *s) {
   struct uring_state *u = s->backend_state;
   io_uring_queue_exit(&u->ring);
+  if (s->listen_fd >= 0) {
+    close(s->listen_fd);
+    s->listen_fd = -1;
+  }
   free(u->bufs);
   free(u->buf_ring);
   free(u->rearm);
@@ -207,8 +211,12 @@ static void uring_client_shutdown(struct shard *s, struct client *c) {
 static void uring_stop_accepting(struct shard *s) {
   struct uring_state *u = s->backend_state;
   if (s->listen_fd < 0) return;
-  /* The multishot accept ends with -ECANCELED; on_accept() closes the
-   * listener then, so no completion refers to a closed descriptor. */
+  /* shutdown() takes the socket out of the SO_REUSEPORT group at once, so
+   * a server started next on the same port gets every new connection even
+   * while this ring still holds the socket. The multishot accept then ends
+   * with -ECANCELED and on_accept() closes the listener, so no completion
+   * refers to a closed descriptor. */
+  shutdown(s->listen_fd, SHUT_RDWR);
   struct io_uring_sqe *sqe = get_sqe(u);
   io_uring_prep_cancel_fd(sqe, s->listen_fd, 0);
   io_uring_sqe_set_data64(sqe, TAG_CANCEL);
@@ -287,10 +295,10 @@ static void on_accept(struct shard *s, struct uring_state *u, const struct io_ur
     log_warn("shard %u: accept failed: %s", s->id, strerror(-cqe->res));
   }
   if (cqe->flags & IORING_CQE_F_MORE) return;
-  if (s->listen_fd >= 0 && !s->lame_duck) {
+  if (s->listen_fd >= 0 && !s->lame_duck && !s->stop) {
     arm_accept(s, u);
   } else if (s->listen_fd >= 0) {
-    close(s->listen_fd); /* the accept was cancelled for lame-duck mode */
+    close(s->listen_fd); /* the accept was cancelled: lame duck or shutdown */
     s->listen_fd = -1;
   }
 }
