@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
+#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -158,6 +159,12 @@ static void send_ok(struct client *c) {
 }
 
 static void update_stall(struct client *c);
+
+static int64_t monotonic_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 /* Input waits while the publisher is paused or a PONG waits for barriers. */
 static inline bool input_blocked(const struct client *c) {
@@ -700,6 +707,10 @@ static void dispatch(struct client *c, const struct proto_cmd *cmd) {
     break;
   case PROTO_OP_PONG:
     c->pings_out = 0;
+    if (c->ping_sent_ns != 0) {
+      c->rtt_ns = monotonic_ns() - c->ping_sent_ns;
+      c->ping_sent_ns = 0;
+    }
     break;
   case PROTO_OP_CONNECT:
     on_connect(c, cmd);
@@ -893,6 +904,7 @@ void client_tick(struct client *c, int64_t now_ms) {
     return;
   }
   c->pings_out++;
+  c->ping_sent_ns = monotonic_ns();
   client_send_raw(c, "PING\r\n", 6);
 }
 

@@ -86,6 +86,8 @@ struct client {
   int64_t last_ping_ms;
   int64_t start_ms;
   uint32_t pings_out;
+  int64_t ping_sent_ns;     /* CLOCK_MONOTONIC of the unanswered server PING, or 0 */
+  int64_t rtt_ns;           /* round-trip time of the last answered PING */
 
   /* Counters. */
   uint64_t msgs_in, bytes_in, msgs_out, bytes_out;

@@ -89,6 +89,8 @@ struct sublist {
   pthread_mutex_t lock;
   uint64_t node_count; /* writer only, root included */
   _Atomic uint64_t sub_count;
+  _Atomic uint64_t inserts; /* successful inserts since creation, for /subsz */
+  _Atomic uint64_t removes; /* successful removals since creation */
   /* Read once per published message by every shard's cache, so it gets a
    * cache line that the mutex and counters do not dirty. */
   alignas(64) _Atomic uint64_t generation;
@@ -564,6 +566,7 @@ int sublist_insert(struct sublist *sl, struct sub *sub)
     err = node_change_subs(node, sub, NULL);
   if (err == 0) {
     atomic_fetch_add_explicit(&sl->sub_count, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&sl->inserts, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&sl->generation, 1, memory_order_release); /* R4 */
   } else {
     /* Drops the nodes this call created, which are still empty. */
@@ -587,10 +590,17 @@ int sublist_remove(struct sublist *sl, struct sub *sub)
   if (err == 0) {
     node_prune(sl, node);
     atomic_fetch_sub_explicit(&sl->sub_count, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&sl->removes, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&sl->generation, 1, memory_order_release); /* R4 */
   }
   pthread_mutex_unlock(&sl->lock);
   return err;
+}
+
+void sublist_changes(const struct sublist *sl, uint64_t *inserts, uint64_t *removes)
+{
+  *inserts = atomic_load_explicit(&sl->inserts, memory_order_relaxed);
+  *removes = atomic_load_explicit(&sl->removes, memory_order_relaxed);
 }
 
 uint64_t sublist_generation(const struct sublist *sl)

@@ -59,6 +59,10 @@ int sublist_remove(struct sublist *sl, struct sub *sub);
  * with acquire order. */
 uint64_t sublist_generation(const struct sublist *sl);
 
+/* Reads how many inserts and removals succeeded since creation. Any
+ * thread. */
+void sublist_changes(const struct sublist *sl, uint64_t *inserts, uint64_t *removes);
+
 /* Returns the number of subscriptions in the index. */
 uint64_t sublist_count(const struct sublist *sl);
 

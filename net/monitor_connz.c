@@ -299,9 +299,9 @@ unsigned monitor_connz(struct MHD_Connection *conn, struct monitor_reply *reply)
 /* ---- /subsz ---- */
 
 /* nats-server's SublistStats. num_matches and cache_hit_rate come from the
- * shards' match caches. TODO: num_cache, num_inserts, num_removes,
- * max_fanout and avg_fanout stay 0 until the index and the caches count
- * them. */
+ * shards' match caches, num_inserts and num_removes from the index.
+ * TODO: num_cache, max_fanout and avg_fanout stay 0 until the caches count
+ * their entries and fan-out. */
 static cJSON *sublist_stats(const struct monitor_snapshot *snaps, bool account_known) {
   uint64_t hits = 0, misses = 0;
   for (int i = 0; i < server.shard_count; i++) {
@@ -311,8 +311,10 @@ static cJSON *sublist_stats(const struct monitor_snapshot *snaps, bool account_k
   cJSON *st = cJSON_CreateObject();
   monitor_json_add_uint(st, "num_subscriptions", account_known ? sublist_count(server.sublist) : 0);
   monitor_json_add_uint(st, "num_cache", 0);
-  monitor_json_add_uint(st, "num_inserts", 0);
-  monitor_json_add_uint(st, "num_removes", 0);
+  uint64_t inserts = 0, removes = 0;
+  if (account_known) sublist_changes(server.sublist, &inserts, &removes);
+  monitor_json_add_uint(st, "num_inserts", inserts);
+  monitor_json_add_uint(st, "num_removes", removes);
   monitor_json_add_uint(st, "num_matches", account_known ? hits + misses : 0);
   double rate = account_known && hits + misses > 0 ? (double)hits / (double)(hits + misses) : 0;
   cJSON_AddNumberToObject(st, "cache_hit_rate", rate);

@@ -88,9 +88,7 @@ static void copy_conn(struct monitor_snapshot *snap, const struct client *c) {
   out->port = c->port;
   out->start_ms = c->start_ms;
   out->last_activity_ms = c->last_recv_ms;
-  /* TODO: report the round-trip time once connections measure it with
-   * their PINGs; nats-server prints "0s" until it has a sample too. */
-  out->rtt_ns = 0;
+  out->rtt_ns = c->rtt_ns; /* 0 ("0s") until the first PING was answered */
   out->pending_bytes = buf_pending(&c->out) + buf_pending(&c->wbuf);
   out->in_msgs = c->msgs_in;
   out->out_msgs = c->msgs_out;
