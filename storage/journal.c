@@ -95,6 +95,8 @@ int journal_segment_add(struct journal *j, uint64_t index, uint64_t first_seq, u
 
 static void segment_free(struct journal *j, struct segment *seg)
 {
+  if (j->ra.seg_index == seg->index)
+    j->ra.seg_index = 0;
   if (seg->fd >= 0)
     j->io->ops->close(j->io, seg->fd);
   if (seg->active != NULL)
@@ -666,8 +668,73 @@ static int msg_buf_reserve(struct store_msg *msg, size_t size)
   return msg->buf != NULL ? 0 : -ENOMEM;
 }
 
+/* Chooses the file range [*a0, *a1) to read for the record at offset. A
+ * read within JOURNAL_READAHEAD of the previous one in the same segment is
+ * taken as part of a scan, forward or backward, and fetches a whole window
+ * in that direction. Any other read fetches only the record's blocks, so
+ * random reads cost no more than before. */
+static void readahead_range(const struct journal *j, const struct segment *seg, uint32_t offset,
+                            uint32_t padded, uint32_t *a0, uint32_t *a1)
+{
+  const struct readahead *ra = &j->ra;
+  uint32_t first = align_down(offset, j->block);
+  uint32_t end = align_up((uint64_t)offset + padded, j->block);
+  uint32_t distance = offset > ra->last_offset ? offset - ra->last_offset : ra->last_offset - offset;
+  bool scan = ra->seg_index == seg->index && distance <= JOURNAL_READAHEAD;
+
+  *a0 = first;
+  *a1 = end;
+  if (scan && offset >= ra->last_offset) {
+    *a1 = first + JOURNAL_READAHEAD;
+  } else if (scan) {
+    *a0 = end > JOURNAL_READAHEAD ? end - JOURNAL_READAHEAD : 0;
+  }
+  /* Never past the block holding the written end. */
+  uint32_t limit = align_up(seg->written_end, j->block);
+  if (*a1 > limit)
+    *a1 = limit > end ? limit : end;
+}
+
+/* Returns in *out the padded bytes of the record at offset, from the
+ * read-ahead window, reading the window first when it lacks them. Only
+ * bytes below written_end enter the window: a rollback rewrites bytes past
+ * it only, and J1 keeps the ones below. */
+static int read_via_window(struct journal *j, struct segment *seg, uint32_t offset,
+                           uint32_t padded, const uint8_t **out)
+{
+  struct readahead *ra = &j->ra;
+  bool hit = ra->seg_index == seg->index && offset >= ra->base &&
+             (uint64_t)offset + padded <= (uint64_t)ra->base + ra->len;
+  if (!hit) {
+    if (ra->mem == NULL) {
+      ra->mem = aligned_alloc(JOURNAL_MEM_ALIGN, JOURNAL_READAHEAD);
+      if (ra->mem == NULL)
+        return -ENOMEM;
+    }
+    uint32_t a0, a1;
+    readahead_range(j, seg, offset, padded, &a0, &a1);
+    ASSERT(a1 - a0 <= JOURNAL_READAHEAD);
+    ra->seg_index = 0;
+    ssize_t n = j->io->ops->pread(j->io, seg->fd, ra->mem, a1 - a0, a0);
+    if (n < 0)
+      return (int)n;
+    if ((uint64_t)a0 + (uint64_t)n < (uint64_t)offset + padded)
+      return -EIO;
+    uint64_t valid_end = (uint64_t)a0 + (uint64_t)n;
+    if (valid_end > seg->written_end)
+      valid_end = seg->written_end > offset + padded ? seg->written_end : offset + padded;
+    ra->seg_index = seg->index;
+    ra->base = a0;
+    ra->len = (uint32_t)(valid_end - a0);
+  }
+  ra->last_offset = offset;
+  *out = ra->mem + (offset - ra->base);
+  return 0;
+}
+
 /* Reads one record: from the write buffers while its bytes may not be on
- * disk yet, else from the file with an aligned O_DIRECT read. */
+ * disk yet, else from the file with aligned O_DIRECT reads, through the
+ * read-ahead window when the record fits in half of it. */
 int journal_read(struct store *st, uint64_t loc, uint32_t length, struct store_msg *msg,
                  struct record_view *view)
 {
@@ -684,11 +751,17 @@ int journal_read(struct store *st, uint64_t loc, uint32_t length, struct store_m
     src = j->g.buf;
 
   uint8_t *p;
-  if (src != NULL) {
+  const uint8_t *window = NULL;
+  if (src == NULL && padded <= JOURNAL_READAHEAD / 2) {
+    int rc = read_via_window(j, seg, offset, padded, &window);
+    if (rc < 0)
+      return rc;
+  }
+  if (src != NULL || window != NULL) {
     int rc = msg_buf_reserve(msg, padded);
     if (rc < 0)
       return rc;
-    memcpy(msg->buf, src->mem + (offset - src->base), padded);
+    memcpy(msg->buf, src != NULL ? src->mem + (offset - src->base) : window, padded);
     p = msg->buf;
   } else {
     uint32_t a0 = align_down(offset, j->block);
@@ -726,6 +799,7 @@ int journal_close(struct store *st)
     segment_free(j, j->segs[i]);
   for (int i = 0; i < JOURNAL_BUFFERS; i++)
     free(j->bufs[i].mem);
+  free(j->ra.mem);
   free(j->segs);
   free(j->requeue);
   free(j->hdr_buf);

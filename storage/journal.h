@@ -19,6 +19,11 @@
 /* empty_pos of a segment whose last message was removed but whose removal
  * record is not appended yet. */
 #define JOURNAL_POS_AWAITING UINT64_MAX
+/* Bytes one read-ahead pread fetches during a scan of records on disk.
+ * NOTE: every store that reads from its files keeps one such buffer, so a
+ * shard with thousands of streams read from disk spends 256 KiB on each; a
+ * buffer per shard would cap that, but the store API knows no shard. */
+#define JOURNAL_READAHEAD (256u << 10)
 
 /* A write buffer: file bytes [base, base + len) of one segment. */
 struct wbuf {
@@ -64,6 +69,16 @@ struct group {
   struct io_req sync;
 };
 
+/* The read-ahead window: file bytes [base, base + len) of one segment,
+ * all below its written_end, so they never change (J1). */
+struct readahead {
+  uint8_t *mem;            /* JOURNAL_READAHEAD bytes, allocated at the first file read */
+  uint64_t seg_index;      /* 0 when the window is empty */
+  uint32_t base;
+  uint32_t len;
+  uint32_t last_offset;    /* offset of the last record read from the file */
+};
+
 /* A removal record kept across a rollback. */
 struct requeued {
   enum record_type type;
@@ -94,6 +109,7 @@ struct journal {
   uint32_t requeue_count;
   uint32_t requeue_cap;
   uint8_t *hdr_buf;        /* SEGMENT_HEADER_AREA bytes, aligned */
+  struct readahead ra;
 };
 
 struct segment *journal_segment(struct journal *j, uint64_t index);

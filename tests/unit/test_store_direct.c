@@ -214,6 +214,85 @@ Test(store_direct, tmpfs_rejected, .init = setup_dir)
   io_destroy(io);
 }
 
+/* Flips one payload byte of the record whose subject is marker, in
+ * whichever segment file holds it. Returns true when found. */
+static bool flip_record_byte(const char *marker)
+{
+  DIR *d = opendir(test_dir);
+  cr_assert_not_null(d);
+  bool flipped = false;
+  struct dirent *de;
+  while (!flipped && (de = readdir(d)) != NULL) {
+    if (strstr(de->d_name, ".seg") == NULL)
+      continue;
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/%s", test_dir, de->d_name);
+    int fd = open(path, O_RDWR);
+    cr_assert_geq(fd, 0);
+    static uint8_t file[1 << 20];
+    ssize_t n = pread(fd, file, sizeof(file), 0);
+    cr_assert_gt(n, 0);
+    uint8_t *at = memmem(file, (size_t)n, marker, strlen(marker));
+    if (at != NULL) {
+      /* The payload follows the subject; 10 bytes into it. */
+      off_t pos = (at - file) + (off_t)strlen(marker) + 10;
+      uint8_t byte = file[pos] ^ 0x20;
+      cr_assert_eq(pwrite(fd, &byte, 1, pos), 1);
+      cr_assert_eq(fsync(fd), 0);
+      flipped = true;
+    }
+    close(fd);
+  }
+  closedir(d);
+  return flipped;
+}
+
+/* A record damaged on disk after the store opened fails its checksum when
+ * read, also when the read-ahead window brings it in with its neighbours,
+ * which still read back intact. */
+Test(store_direct, damaged_record_fails_read, .init = setup_dir, .fini = teardown_dir, .timeout = 30)
+{
+  struct io_backend *io = io_sync_create();
+  struct store_config c = direct_config(io);
+  struct store *st;
+  cr_assert_eq(store_open(&c, &st, NULL), 0);
+  static uint8_t buf[2048];
+  for (uint64_t i = 1; i <= 600; i++) {
+    uint32_t len = payload_of(i, buf);
+    const char *subject = i == 300 ? "d.marker" : "d.x";
+    uint64_t seq;
+    int rc = store_append(st, subject, strlen(subject), NULL, 0, buf, len, 0, NULL, NULL, &seq);
+    if (rc == -EAGAIN) {
+      helper_drain(st, io);
+      rc = store_append(st, subject, strlen(subject), NULL, 0, buf, len, 0, NULL, NULL, &seq);
+    }
+    cr_assert_eq(rc, 0);
+  }
+  cr_assert_eq(helper_drain(st, io), 0);
+  cr_assert_eq(store_close(st), 0);
+
+  struct store_error err;
+  int rc = store_open(&c, &st, &err);
+  cr_assert_eq(rc, 0, "reopen: %d %s", rc, err.message);
+  cr_assert(flip_record_byte("d.marker"), "record 300 not found in the segment files");
+
+  struct store_msg m = {0};
+  for (uint64_t seq = 290; seq <= 310; seq++) {
+    rc = store_read(st, seq, &m);
+    if (seq == 300) {
+      cr_assert_eq(rc, -EBADMSG, "the damaged record read back with %d", rc);
+      continue;
+    }
+    cr_assert_eq(rc, 0, "seq %llu next to the damaged record: %d", (unsigned long long)seq, rc);
+    uint32_t len = payload_of(seq, buf);
+    cr_assert_eq(m.data_len, len);
+    cr_assert(memcmp(m.data, buf, len) == 0, "seq %llu content", (unsigned long long)seq);
+  }
+  store_msg_free(&m);
+  cr_assert_eq(store_close(st), 0);
+  io_destroy(io);
+}
+
 /* The child: appends until killed or CHILD_APPENDS_MAX, writing each
  * durable sequence to fd. */
 static void child_on_durable(void *ctx, uint64_t seq, int res)
