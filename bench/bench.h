@@ -54,9 +54,12 @@ struct bench_opts {
   double rate;           /* messages per second over all publishers; 0 unpaced */
   double warmup_s;
   double timeout_s;      /* hard cap on the whole run */
-  uint64_t window_msgs;  /* maximum published and not yet received messages */
+  uint64_t window_msgs;  /* maximum published and not yet received messages; in
+                          * JetStream scenarios, unacked publishes and the pull batch */
   uint32_t batch_bytes;  /* output bytes a publisher builds before each write */
   int server_pid;        /* 0 when not given */
+  char stream[64];       /* JetStream stream the js-* scenarios create and delete */
+  bool js_memory;        /* memory storage for that stream instead of file */
   bool json;
   bool live;             /* print a line every second on stderr */
 };
@@ -119,6 +122,10 @@ struct bench_result {
 /* Runs the scenario in opts and fills result. Returns 0, or a negative errno
  * after printing what failed on stderr. */
 int bench_run(const struct bench_opts *opts, struct bench_result *result);
+
+/* Runs a JetStream scenario (js-pub, js-async-pub, js-consume) on one
+ * connection, as bench_run() does for the others. */
+int bench_js_run(const struct bench_opts *opts, struct bench_result *result);
 
 /* Prints result as text on stdout, or as one JSON object when opts->json. */
 void bench_report(const struct bench_opts *opts, const struct bench_result *result);

@@ -780,14 +780,10 @@ static void release(struct run *run)
 
 int bench_run(const struct bench_opts *opts, struct bench_result *result)
 {
-  if (opts->scenario >= BENCH_SCENARIO_JS_PUB) {
-    fprintf(stderr, "shoal-bench: scenario %s is not implemented yet: JetStream scenarios wait for "
-                    "JetStream support in shoal-server\n", opts->scenario_name);
-    return -ENOTSUP;
-  }
+  memset(result, 0, sizeof(*result));
+  if (opts->scenario >= BENCH_SCENARIO_JS_PUB) return bench_js_run(opts, result);
 
   struct run run = {.opts = opts, .result = result, .epfd = -1};
-  memset(result, 0, sizeof(*result));
   result->latency = malloc(sizeof(*result->latency));
   run.payload = malloc(opts->size);
   run.epfd = epoll_create1(EPOLL_CLOEXEC);

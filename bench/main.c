@@ -15,6 +15,8 @@
 #define EXIT_USAGE 2
 #define EXIT_MESSAGES_MISSING 3
 #define WINDOW_BYTES_DEFAULT (16u << 20)
+/* JetStream scenarios: unacknowledged publishes and pull batch size. */
+#define JS_WINDOW_DEFAULT 256
 
 static const struct {
   const char *name;
@@ -47,8 +49,19 @@ static void usage(FILE *out)
           "            checks that each message arrives exactly once\n"
           "  reqrep    --pubs requesters, each with one request in flight (or paced by\n"
           "            --rate), answered by --subs responders in a queue group\n"
-          "  js-pub, js-async-pub, js-consume\n"
-          "            JetStream scenarios: not implemented yet\n"
+          "  js-pub    synchronous JetStream publish: each publish waits for its ack;\n"
+          "            latency is publish to ack\n"
+          "  js-async-pub\n"
+          "            JetStream publish with up to --window publishes unacknowledged;\n"
+          "            checks that every publish is acked once, in stream order\n"
+          "  js-consume\n"
+          "            publishes --msgs messages (or for --duration) with acks, then a\n"
+          "            durable pull consumer fetches batches of --window and acks each\n"
+          "            message; latency is fetch request to delivery\n"
+          "            The JetStream scenarios use one connection (--pubs, --subs,\n"
+          "            --rate, --warmup and --batch do not apply), delete and create\n"
+          "            --stream on --subject first and delete it at the end. \"received\"\n"
+          "            counts publish acks in js-pub and js-async-pub.\n"
           "\n"
           "Options:\n"
           "  --url URL          server address, nats://[USER:PASS@]HOST:PORT (default\n"
@@ -72,6 +85,10 @@ static void usage(FILE *out)
           "                     frames)\n"
           "  --batch BYTES      output bytes a publisher builds before each write\n"
           "                     (default 262144)\n"
+          "                     JetStream scenarios: unacknowledged publishes and the\n"
+          "                     pull batch size (default 256)\n"
+          "  --stream NAME      JetStream stream name (default SHOAL_BENCH)\n"
+          "  --js-storage T     stream storage, file or memory (default file)\n"
           "  --server-pid PID   measure this process's CPU time as the server's\n"
           "  --json             print the summary as one JSON object\n"
           "  --no-live          no per-second line on stderr (default: on when stderr\n"
@@ -167,7 +184,7 @@ static int copy_secret(const char *name, const char *value, char *dst, size_t si
 
 enum {
   OPT_URL = 256, OPT_USER, OPT_PASS, OPT_TOKEN, OPT_MSGS, OPT_DURATION, OPT_SIZE, OPT_PUBS, OPT_SUBS, OPT_SUBJECT, OPT_QUEUE,
-  OPT_RATE, OPT_WARMUP, OPT_TIMEOUT, OPT_WINDOW, OPT_BATCH, OPT_SERVER_PID, OPT_JSON, OPT_NO_LIVE,
+  OPT_RATE, OPT_WARMUP, OPT_TIMEOUT, OPT_WINDOW, OPT_BATCH, OPT_SERVER_PID, OPT_STREAM, OPT_JS_STORAGE, OPT_JSON, OPT_NO_LIVE,
   OPT_HELP,
 };
 
@@ -189,6 +206,8 @@ static const struct option long_options[] = {
     {"window", required_argument, NULL, OPT_WINDOW},
     {"batch", required_argument, NULL, OPT_BATCH},
     {"server-pid", required_argument, NULL, OPT_SERVER_PID},
+    {"stream", required_argument, NULL, OPT_STREAM},
+    {"js-storage", required_argument, NULL, OPT_JS_STORAGE},
     {"json", no_argument, NULL, OPT_JSON},
     {"no-live", no_argument, NULL, OPT_NO_LIVE},
     {"help", no_argument, NULL, OPT_HELP},
@@ -235,6 +254,11 @@ static int apply_option(int opt, const char *arg, struct bench_opts *opts, bool 
     rc = parse_count("--server-pid", arg, 1, 1 << 30, &n);
     opts->server_pid = (int)n;
     return rc;
+  case OPT_STREAM: return copy_text("--stream", arg, opts->stream, sizeof(opts->stream));
+  case OPT_JS_STORAGE:
+    if (strcmp(arg, "file") != 0 && strcmp(arg, "memory") != 0) return bad_option("--js-storage", arg, "file or memory");
+    opts->js_memory = strcmp(arg, "memory") == 0;
+    return 0;
   case OPT_JSON: opts->json = true; return 0;
   case OPT_NO_LIVE: opts->live = false; return 0;
   case OPT_HELP: usage(stdout); return 1;
@@ -254,6 +278,7 @@ static void set_defaults(struct bench_opts *opts)
   opts->subs = 1;
   snprintf(opts->subject, sizeof(opts->subject), "shoal.bench");
   snprintf(opts->queue, sizeof(opts->queue), "shoal_bench_q");
+  snprintf(opts->stream, sizeof(opts->stream), "SHOAL_BENCH");
   opts->batch_bytes = 256 << 10;
   opts->live = isatty(STDERR_FILENO);
 }
@@ -266,6 +291,11 @@ static int finish_options(struct bench_opts *opts, bool subs_given)
     fprintf(stderr, "shoal-bench: --pubs plus --subs is %u, over the limit of %d connections\n",
             opts->pubs + opts->subs, BENCH_CLIENTS_MAX);
     return -EINVAL;
+  }
+  if (opts->scenario >= BENCH_SCENARIO_JS_PUB) {
+    opts->pubs = 1;
+    opts->subs = opts->scenario == BENCH_SCENARIO_JS_CONSUME ? 1 : 0;
+    if (opts->window_msgs == 0) opts->window_msgs = JS_WINDOW_DEFAULT;
   }
   if (opts->window_msgs == 0) {
     uint64_t frame = opts->size + strlen(opts->subject) + 32;
