@@ -9,10 +9,10 @@
 #
 # For each append run, fio writes sequentially with O_DIRECT in blocks of the
 # store's average write size rounded to a multiple of 4096 bytes, with one
-# fdatasync per the store's writes per sync, twice: into a new file, whose
-# blocks ext4 must mark written on each sync as it does for the store's
-# preallocated segments, and over a file written beforehand, which costs no
-# file system metadata and so gives the device's own limit.
+# fdatasync per the store's writes per sync. It runs twice. Into a new file,
+# ext4 must mark the written blocks at each sync, as for the store's
+# preallocated segments. Over a file written beforehand, no file system
+# metadata changes, so that run gives the device's own limit.
 #
 # Usage: bench/store/run.sh BUILD_DIR [DIR]
 #   BUILD_DIR  the CMake build directory holding bench/shoal-store-bench
@@ -127,7 +127,8 @@ jq -rs '
 echo
 echo "$recovery" | jq -r '"Recovery: store_open of a journal of \(.msgs) messages of \(.size) B " +
   "(\(.bytes / 1e6 | round) MB in \(.segments) segments) took \(.open_seconds * 100 | round / 100) s, " +
-  "\(.open_mb_per_s | round) MB/s."'
+  "\(.open_mb_per_s | round) MB/s. Reading every message after it with store_read_next took " +
+  "\(.scan_seconds * 100 | round / 100) s, \(.scan_msgs_per_s | round) msgs/s."'
 cat <<'TEXT'
 
 How to read the table:

@@ -15,7 +15,7 @@
  *
  * Recovery mode: fills a new stream with --bytes of messages, closes it,
  * and times store_open(), which reads every segment with O_DIRECT and
- * rebuilds the index.
+ * rebuilds the index, then a read of every message in sequence order.
  *
  * Output: one JSON object on standard output, a readable line on standard
  * error. Every run is bounded by --seconds and by the message count. */
@@ -393,14 +393,28 @@ static void run_recovery(const struct options *o, const char *work)
     die("recovery found %llu messages, not %llu", (unsigned long long)s.msgs,
         (unsigned long long)msgs);
 
+  /* A scan of every message in order, as a consumer starting at the first
+   * sequence reads them. */
+  int64_t t1 = now_ns();
+  struct store_msg m = {0};
+  uint64_t scanned = 0;
+  for (uint64_t seq = 1; store_read_next(st, seq, NULL, 0, &m) == 0; seq = m.seq + 1)
+    scanned++;
+  double scan_s = (now_ns() - t1) / 1e9;
+  store_msg_free(&m);
+  if (scanned != msgs)
+    die("the scan read %llu messages, not %llu", (unsigned long long)scanned,
+        (unsigned long long)msgs);
+
   printf("{\"mode\":\"recovery\",\"backend\":\"%s\",\"size\":%u,\"msgs\":%llu,\"bytes\":%llu,"
          "\"segments\":%llu,\"fill_seconds\":%.2f,\"open_seconds\":%.3f,\"open_mb_per_s\":%.1f,"
-         "\"open_msgs_per_s\":%.0f}\n",
+         "\"open_msgs_per_s\":%.0f,\"scan_seconds\":%.3f,\"scan_msgs_per_s\":%.0f}\n",
          o->uring ? "io_uring" : "sync", o->size, (unsigned long long)s.msgs,
          (unsigned long long)s.bytes, (unsigned long long)s.segments, fill_s, open_s,
-         s.bytes / open_s / 1e6, s.msgs / open_s);
-  fprintf(stderr, "recovery of %llu messages, %.0f MB in %llu segments: %.3f s\n",
-          (unsigned long long)s.msgs, s.bytes / 1e6, (unsigned long long)s.segments, open_s);
+         s.bytes / open_s / 1e6, s.msgs / open_s, scan_s, scanned / scan_s);
+  fprintf(stderr, "recovery of %llu messages, %.0f MB in %llu segments: %.3f s; "
+          "scan: %.3f s\n", (unsigned long long)s.msgs, s.bytes / 1e6,
+          (unsigned long long)s.segments, open_s, scan_s);
 
   if (store_close(st) != 0)
     die("store_close failed");
