@@ -4,8 +4,8 @@
  * and js-consume (a durable pull consumer drains what was published first and
  * acks every message). Each run deletes and creates its own stream, and
  * deletes it at the end. One connection carries everything: API requests,
- * publishes and deliveries arrive on one wildcard inbox subscription, told
- * apart by the inbox token after the prefix: "r" for API replies, "a.<n>" for
+ * publishes and deliveries arrive on one wildcard inbox subscription,
+ * distinguished by the inbox token after the prefix: "r" for API replies, "a.<n>" for
  * the ack of message n, "f" for the status messages that end a pull batch. */
 #include "bench/bench.h"
 
@@ -501,7 +501,8 @@ static int run_phases(struct js *js)
     r->cpu_server_known = end >= 0;
     if (end >= 0) r->server_cpu_s = (double)(end - server_start) / NS_PER_S;
   }
-  /* Flush the last acks before the stream goes away. */
+  /* The delete request goes out after the last acks, which are earlier in the
+   * output buffer. */
   return delete_stream(js);
 }
 

@@ -254,7 +254,12 @@ static int apply_option(int opt, const char *arg, struct bench_opts *opts, bool 
     rc = parse_count("--server-pid", arg, 1, 1 << 30, &n);
     opts->server_pid = (int)n;
     return rc;
-  case OPT_STREAM: return copy_text("--stream", arg, opts->stream, sizeof(opts->stream));
+  case OPT_STREAM:
+    /* A dot would split the name over several tokens of the API subject, and
+     * nats-server sends no reply; '*' and '>' are left for the server to
+     * reject. */
+    if (strchr(arg, '.') != NULL) return bad_option("--stream", arg, "a name without '.'");
+    return copy_text("--stream", arg, opts->stream, sizeof(opts->stream));
   case OPT_JS_STORAGE:
     if (strcmp(arg, "file") != 0 && strcmp(arg, "memory") != 0) return bad_option("--js-storage", arg, "file or memory");
     opts->js_memory = strcmp(arg, "memory") == 0;

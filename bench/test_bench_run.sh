@@ -18,6 +18,7 @@ port=$(perl -MIO::Socket::INET -e '
     or die "cannot bind a loopback port: $!\n";
   print $s->sockport, "\n";')
 log=$(mktemp /tmp/shoal-bench-test.XXXXXX)
+store_dir=$(mktemp -d /tmp/shoal-bench-js.XXXXXX)
 server_pid=""
 stop_server() {
   [ -n "$server_pid" ] || return 0
@@ -28,6 +29,7 @@ stop_server() {
 cleanup() {
   stop_server
   rm -f "$log"
+  rm -rf "$store_dir"
 }
 trap cleanup EXIT
 
@@ -132,8 +134,30 @@ expect_exit() {
 }
 expect_exit "unreachable server" 1 "Connection refused" pub --url "nats://127.0.0.1:1" --msgs 10
 expect_exit "payload over max" 1 "max_payload" pub --url "$url" --msgs 10 --size 2000000
-expect_exit "jetstream not yet" 1 "not implemented yet" js-pub --url "$url"
+expect_exit "jetstream disabled" 1 "is JetStream enabled" js-pub --url "$url" --msgs 10
 expect_exit "invalid size" 2 "invalid --size" pub --url "$url" --size 4
+
+# JetStream: every publish acked once with increasing stream sequences, and
+# every message consumed and acked once, in order.
+stop_server
+start_server -js -sd "$store_dir"
+json=$(run js-pub js-pub --msgs 500)
+check js-pub "$json" '.published.msgs == 500' '.received.msgs == 500' "$clean" '.latency_ns.count == 500'
+json=$(run js-async-pub js-async-pub --msgs 20000 --window 64)
+check js-async-pub "$json" '.published.msgs == 20000' '.received.msgs == 20000' "$clean" \
+  '.latency_ns.count == 20000'
+json=$(run "js-async-pub memory" js-async-pub --msgs 5000 --js-storage memory --size 512)
+check "js-async-pub memory" "$json" '.received.msgs == 5000' "$clean"
+json=$(run "js-async-pub duration" js-async-pub --duration 0.3)
+check "js-async-pub duration" "$json" '.published.msgs > 0' '.received.msgs == .published.msgs' "$clean"
+# 10000 is not a multiple of the batch size, so the last fetch is partial.
+json=$(run js-consume js-consume --msgs 10000 --window 300)
+check js-consume "$json" '.published.msgs == 10000' '.received.msgs == 10000' "$clean"
+# A second run deletes the stream the first one left behind, if any, and
+# starts again from stream sequence 1.
+json=$(run "js-consume again" js-consume --msgs 1000)
+check "js-consume again" "$json" '.received.msgs == 1000' "$clean"
+expect_exit "jetstream bad stream" 1 "JetStream request" js-pub --url "$url" --msgs 10 --stream 'bad*'
 
 # Credentials from options and from the URL; a missing one fails the run.
 stop_server
