@@ -41,6 +41,7 @@ struct js {
   bool timed;               /* duration mode: publishing stops at stop_ns */
   int64_t stop_ns;
   bool measuring;           /* latency is recorded only when set */
+  bool stream_created;      /* delete the stream even when the run fails */
 
   /* The pending API request. */
   char *reply;
@@ -86,6 +87,14 @@ static int fail(struct js *js, int err, const char *fmt, const char *detail)
 {
   snprintf(js->conn.error, sizeof(js->conn.error), fmt, detail);
   return err;
+}
+
+static int timed_out(struct js *js)
+{
+  snprintf(js->conn.error, sizeof(js->conn.error),
+           "timed out after %.0f s (published %" PRIu64 ", acked %" PRIu64 ", consumed %" PRIu64
+           "); raise --timeout or lower --msgs", js->opts->timeout_s, js->sent, js->acked, js->consumed_msgs);
+  return -ETIMEDOUT;
 }
 
 /* ---- Receiving ---- */
@@ -381,7 +390,7 @@ static int publish_phase(struct js *js, uint64_t quota, uint64_t window)
     int64_t now = now_ns();
     bool stop = js->timed ? now >= js->stop_ns : js->sent >= quota;
     if (stop && js->acked >= js->sent) return 0;
-    if (now >= js->deadline_ns) return fail(js, -ETIMEDOUT, "%s", "timed out; raise --timeout or lower --msgs");
+    if (now >= js->deadline_ns) return timed_out(js);
     if (js->sent > js->acked && now - js->last_ack_ns > IDLE_TIMEOUT_NS) {
       fprintf(stderr, "shoal-bench: no publish ack for 5 s; %" PRIu64 " publishes unacknowledged\n",
               js->sent - js->acked);
@@ -426,7 +435,7 @@ static int consume_phase(struct js *js, uint64_t target, uint64_t window)
   for (;;) { /* bounded by target, by the idle timeout and by deadline_ns */
     int64_t now = now_ns();
     if (js->consumed.unique >= target) return 0;
-    if (now >= js->deadline_ns) return fail(js, -ETIMEDOUT, "%s", "timed out; raise --timeout or lower --msgs");
+    if (now >= js->deadline_ns) return timed_out(js);
     if (now - js->last_delivery_ns > IDLE_TIMEOUT_NS) {
       fprintf(stderr, "shoal-bench: no delivery for 5 s; %" PRIu64 " of %" PRIu64 " messages consumed\n",
               js->consumed.unique, target);
@@ -460,6 +469,7 @@ static int run_phases(struct js *js)
 
   int rc = create_stream(js);
   if (rc < 0) return rc;
+  js->stream_created = true;
 
   int64_t cpu_start = client_cpu_ns();
   int64_t server_start = opts->server_pid > 0 ? bench_process_cpu_ns(opts->server_pid) : -1;
@@ -503,6 +513,7 @@ static int run_phases(struct js *js)
   }
   /* The delete request goes out after the last acks, which are earlier in the
    * output buffer. */
+  js->stream_created = false;
   return delete_stream(js);
 }
 
@@ -546,6 +557,10 @@ int bench_js_run(const struct bench_opts *opts, struct bench_result *result)
     rc = open_connection(&js);
     if (rc == 0) rc = run_phases(&js);
     if (rc < 0) fprintf(stderr, "shoal-bench: %s\n", js.conn.error);
+    if (rc < 0 && js.stream_created && rc != -ECONNRESET && rc != -EPIPE) {
+      /* Best effort, so a failed run leaves no stream behind. */
+      if (delete_stream(&js) < 0) fprintf(stderr, "shoal-bench: %s\n", js.conn.error);
+    }
     bench_seq_free(&js.acks);
     bench_seq_free(&js.consumed);
   }
