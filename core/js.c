@@ -409,6 +409,24 @@ static void run_timers(struct js_shard *jsh) {
   if (jsh->closing != NULL) js_stream_reap_closing(jsh);
 }
 
+/* Sends the idle heartbeats that are due, checking between timer passes
+ * only once the earliest deadline has passed, so a heartbeat shorter than
+ * JS_TIMER_INTERVAL_MS goes out on time whenever the shard is awake.
+ * NOTE: an idle shard sleeps until its next tick (250 ms in core/shard.c),
+ * so there a shorter heartbeat still waits for that tick. */
+static void run_heartbeats(struct js_shard *jsh) {
+  if (!jsh->heartbeat_check && jsh->next_heartbeat_ns == 0) return;
+  int64_t now_ns = js_now_ns();
+  if (!jsh->heartbeat_check && now_ns < jsh->next_heartbeat_ns) return;
+  jsh->heartbeat_check = false;
+  jsh->next_heartbeat_ns = 0;
+  for (struct js_stream *st = jsh->streams; st != NULL; st = st->next) {
+    int64_t due_ns = js_consumers_heartbeats(st, now_ns);
+    if (due_ns != 0 && (jsh->next_heartbeat_ns == 0 || due_ns < jsh->next_heartbeat_ns))
+      jsh->next_heartbeat_ns = due_ns;
+  }
+}
+
 /* The per-iteration JetStream work of one shard, in the order the store
  * requires: completions, timers, group commit, then queued messages. */
 static bool js_hook(struct shard *s, void *ctx) {
@@ -421,7 +439,9 @@ static bool js_hook(struct shard *s, void *ctx) {
   if (s->now_ms >= jsh->next_timer_ms) {
     run_timers(jsh);
     jsh->next_timer_ms = s->now_ms + JS_TIMER_INTERVAL_MS;
+    jsh->heartbeat_check = true;
   }
+  run_heartbeats(jsh);
   js_consumers_run(jsh);
   for (struct js_stream *st = jsh->streams; st != NULL; st = st->next) {
     if (store_busy(st->store)) store_flush(st->store);

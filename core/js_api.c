@@ -473,6 +473,22 @@ static void handle_msg_get(struct js_shard *jsh, const struct js_request *req, s
   js_send_json(jsh, req->reply, resp);
 }
 
+/* Sets nats-server 2.9's error for deleting a missing sequence. Its memory
+ * store reports every miss as "sequence N not found". Its file store
+ * reports that only for a gap inside the stream, and a sequence before the
+ * first or after the last comes back as a store error. */
+static void set_delete_not_found(const struct js_stream *st, uint64_t seq, struct js_err *err) {
+  struct store_state state;
+  store_state(st->store, &state);
+  if (st->cfg.storage == STORE_FILE && seq > state.last_seq) {
+    js_err_set(err, 500, 10057, "stream store EOF");
+  } else if (st->cfg.storage == STORE_FILE && seq < state.first_seq) {
+    js_err_set(err, 500, 10057, "no message found");
+  } else {
+    js_err_set(err, 400, 10043, "sequence %llu not found", (unsigned long long)seq);
+  }
+}
+
 static void handle_msg_delete(struct js_shard *jsh, const struct js_request *req,
                               struct js_stream *st) {
   const char *type = TYPE_PREFIX "stream_msg_delete_response";
@@ -494,7 +510,7 @@ static void handle_msg_delete(struct js_shard *jsh, const struct js_request *req
   } else if (seq <= 0) {
     js_err_set(&err, 400, 10003, "bad request");
   } else if (store_delete(st->store, (uint64_t)seq) != 0) {
-    js_err_set(&err, 500, 10057, "no message found");
+    set_delete_not_found(st, (uint64_t)seq, &err);
   }
   if (err.code != 0) {
     reply_error(jsh, req, type, &err);

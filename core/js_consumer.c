@@ -32,6 +32,7 @@
 #define DEFAULT_MAX_WAITING 512
 #define DEFAULT_MAX_ACK_PENDING 1000
 #define DEFAULT_INACTIVE_THRESHOLD_NS (5LL * 1000000000LL)
+#define MAX_DESCRIPTION_LEN 4096
 /* Messages one consumer delivers per hook run, so one busy consumer
  * cannot hold the shard for long. */
 #define DELIVER_BUDGET 256
@@ -70,6 +71,8 @@ struct consumer_config {
   bool flow_control;
   int64_t idle_heartbeat_ns;
   bool headers_only;
+  bool replay_original;      /* replay_policy "original", stored but delivered instantly */
+  bool mem_storage;
   int64_t max_batch;
   int64_t max_expires_ns;
   int64_t max_bytes;
@@ -231,6 +234,7 @@ static bool decode_config(const cJSON *obj, struct consumer_config *c) {
             opt_bool(obj, "flow_control", &c->flow_control) &&
             opt_int(obj, "idle_heartbeat", &c->idle_heartbeat_ns) &&
             opt_bool(obj, "headers_only", &c->headers_only) &&
+            opt_bool(obj, "mem_storage", &c->mem_storage) &&
             opt_int(obj, "max_batch", &c->max_batch) &&
             opt_int(obj, "max_expires", &c->max_expires_ns) &&
             opt_int(obj, "max_bytes", &c->max_bytes) &&
@@ -250,13 +254,13 @@ static bool decode_config(const cJSON *obj, struct consumer_config *c) {
   }
   c->deliver_policy = (enum deliver_policy)deliver;
   c->ack_policy = (enum ack_policy)ack;
+  c->replay_original = replay == 1;
   c->opt_start_seq = opt_start_seq > 0 ? (uint64_t)opt_start_seq : 0;
   if (start_time != NULL) {
     c->opt_start_time_ns = js_time_parse(start_time);
     if (c->opt_start_time_ns < 0) ok = false;
     free(start_time);
   }
-  /* TODO: replay_policy "original" is accepted but delivers instantly. */
   return ok;
 }
 
@@ -271,6 +275,15 @@ static bool consumer_name_valid(const char *name) {
 static int check_config(struct js_stream *st, struct consumer_config *c, struct js_err *err) {
   if (c->durable[0] != '\0' && c->name[0] != '\0' && strcmp(c->durable, c->name) != 0) {
     js_err_set(err, 400, 10017, "consumer name in subject does not match durable name in request");
+    return -1;
+  }
+  if (c->description != NULL && strlen(c->description) > MAX_DESCRIPTION_LEN) {
+    js_err_set(err, 400, 10107, "consumer description is too long, maximum allowed is %d",
+               MAX_DESCRIPTION_LEN);
+    return -1;
+  }
+  if (c->flow_control && c->idle_heartbeat_ns == 0) {
+    js_err_set(err, 400, 10108, "consumer with flow control also needs heartbeats");
     return -1;
   }
   if (!consumer_name_valid(c->durable) || !consumer_name_valid(c->name)) {
@@ -348,7 +361,9 @@ static cJSON *config_json(const struct consumer_config *c) {
       cJSON_AddItemToArray(backoff, cJSON_CreateNumber((double)c->backoff_ns[i]));
   }
   if (c->filter_subject != NULL) cJSON_AddStringToObject(o, "filter_subject", c->filter_subject);
-  cJSON_AddStringToObject(o, "replay_policy", "instant");
+  /* TODO: replay_policy "original" is stored and returned, but messages
+   * are delivered without the original gaps between them. */
+  cJSON_AddStringToObject(o, "replay_policy", c->replay_original ? "original" : "instant");
   if (c->max_waiting != 0) add_num(o, "max_waiting", c->max_waiting);
   if (c->max_ack_pending != 0) add_num(o, "max_ack_pending", c->max_ack_pending);
   if (c->flow_control) cJSON_AddBoolToObject(o, "flow_control", true);
@@ -361,6 +376,7 @@ static cJSON *config_json(const struct consumer_config *c) {
   if (c->deliver_group != NULL) cJSON_AddStringToObject(o, "deliver_group", c->deliver_group);
   if (c->inactive_threshold_ns != 0) add_num(o, "inactive_threshold", c->inactive_threshold_ns);
   add_num(o, "num_replicas", c->num_replicas);
+  if (c->mem_storage) cJSON_AddBoolToObject(o, "mem_storage", true);
   return o;
 }
 
@@ -1027,8 +1043,23 @@ static void deliver_msg(struct js_consumer *c, const char *inbox, const struct s
   size_t len = m->subject_len < sizeof subject - 1 ? m->subject_len : sizeof subject - 1;
   memcpy(subject, m->subject, len);
   subject[len] = '\0';
-  js_deliver(c->st->owner, inbox, subject, ack, m->hdr, m->hdr_len,
-             c->cfg.headers_only ? NULL : m->data, c->cfg.headers_only ? 0 : m->data_len);
+  if (!c->cfg.headers_only) {
+    js_deliver(c->st->owner, inbox, subject, ack, m->hdr, m->hdr_len, m->data, m->data_len);
+    return;
+  }
+  /* headers_only: the stored headers plus Nats-Msg-Size with the payload
+   * length, as nats-server 2.9 sends them, and no payload. */
+  char size_line[48];
+  int size_len = snprintf(size_line, sizeof size_line, "Nats-Msg-Size: %u\r\n\r\n", m->data_len);
+  static const char status_line[] = "NATS/1.0\r\n";
+  uint32_t kept = m->hdr_len >= 2 ? m->hdr_len - 2 : 0; /* without the closing blank line */
+  uint32_t prefix = kept > 0 ? kept : (uint32_t)sizeof status_line - 1;
+  char *hdr = malloc(prefix + (size_t)size_len);
+  if (hdr == NULL) return;
+  memcpy(hdr, kept > 0 ? (const char *)m->hdr : status_line, prefix);
+  memcpy(hdr + prefix, size_line, (size_t)size_len);
+  js_deliver(c->st->owner, inbox, subject, ack, hdr, prefix + (uint32_t)size_len, NULL, 0);
+  free(hdr);
 }
 
 /* Picks the next message for c: a due redelivery first, then the next new
@@ -1192,6 +1223,63 @@ static void run_consumer(struct js_consumer *c, int64_t now_ns) {
   store_msg_free(&m);
 }
 
+/* Formats ns as Go's time.Duration.String does ("1.5s", "2m0s", "150ms"),
+ * because nats-server prints max_expires that way in its 409 status. */
+static void format_go_duration(int64_t ns, char *out, size_t cap) {
+  static const struct { int64_t unit; const char *suffix; } small[] = {
+      {1000000, "ms"}, {1000, "\xc2\xb5s"}, {1, "ns"}};
+  if (ns < 1000000000LL) {
+    for (size_t i = 0; i < 3; i++) {
+      if (ns < small[i].unit && small[i].unit != 1) continue;
+      int64_t whole = ns / small[i].unit, frac = ns % small[i].unit;
+      int len = snprintf(out, cap, "%lld", (long long)whole);
+      if (frac != 0 && len > 0 && (size_t)len < cap) {
+        char digits[16];
+        int width = i == 0 ? 6 : 3;
+        snprintf(digits, sizeof digits, "%0*lld", width, (long long)frac);
+        for (int end = width - 1; end >= 0 && digits[end] == '0'; end--) digits[end] = '\0';
+        len += snprintf(out + len, cap - (size_t)len, ".%s", digits);
+      }
+      if (len > 0 && (size_t)len < cap) snprintf(out + len, cap - (size_t)len, "%s", small[i].suffix);
+      return;
+    }
+  }
+  int64_t secs = ns / 1000000000LL, frac = ns % 1000000000LL;
+  int len = 0;
+  if (secs >= 3600) len += snprintf(out, cap, "%lldh", (long long)(secs / 3600));
+  if (secs >= 60 && (size_t)len < cap)
+    len += snprintf(out + len, cap - (size_t)len, "%lldm", (long long)(secs / 60 % 60));
+  if ((size_t)len >= cap) return;
+  len += snprintf(out + len, cap - (size_t)len, "%lld", (long long)(secs % 60));
+  if (frac != 0 && (size_t)len < cap) {
+    char digits[16];
+    snprintf(digits, sizeof digits, "%09lld", (long long)frac);
+    for (int end = 8; end >= 0 && digits[end] == '0'; end--) digits[end] = '\0';
+    len += snprintf(out + len, cap - (size_t)len, ".%s", digits);
+  }
+  if ((size_t)len < cap) snprintf(out + len, cap - (size_t)len, "s");
+}
+
+/* Sends nats-server's 409 status for a pull request that asks for more
+ * than the consumer's max_batch, max_expires or max_bytes; true if sent. */
+static bool reject_pull_over_limits(struct js_consumer *c, const char *reply, int64_t batch,
+                                    int64_t expires, int64_t max_bytes) {
+  char status[96];
+  if (c->cfg.max_batch > 0 && batch > c->cfg.max_batch) {
+    snprintf(status, sizeof status, "409 Exceeded MaxRequestBatch of %lld", (long long)c->cfg.max_batch);
+  } else if (c->cfg.max_expires_ns > 0 && expires > c->cfg.max_expires_ns) {
+    char limit[48];
+    format_go_duration(c->cfg.max_expires_ns, limit, sizeof limit);
+    snprintf(status, sizeof status, "409 Exceeded MaxRequestExpires of %s", limit);
+  } else if (c->cfg.max_bytes > 0 && max_bytes > c->cfg.max_bytes) {
+    snprintf(status, sizeof status, "409 Exceeded MaxRequestMaxBytes of %lld", (long long)c->cfg.max_bytes);
+  } else {
+    return false;
+  }
+  send_status(c, reply, status, -1);
+  return true;
+}
+
 static void queue_pull(struct js_shard *jsh, const struct js_request *req, struct js_consumer *c) {
   if (req->reply[0] == '\0') return;
   if (c->cfg.deliver_subject != NULL) {
@@ -1219,10 +1307,7 @@ static void queue_pull(struct js_shard *jsh, const struct js_request *req, struc
     }
   }
   if (batch <= 0) batch = 1;
-  if (c->cfg.max_batch > 0 && batch > c->cfg.max_batch) {
-    send_status(c, req->reply, "409 Exceeded MaxRequestBatch", -1);
-    return;
-  }
+  if (reject_pull_over_limits(c, req->reply, batch, expires, max_bytes)) return;
   if (c->cfg.max_waiting > 0 && c->waiting_count >= c->cfg.max_waiting) {
     send_status(c, req->reply, "409 Exceeded MaxWaiting", -1);
     return;
@@ -1239,6 +1324,7 @@ static void queue_pull(struct js_shard *jsh, const struct js_request *req, struc
   p->no_wait = no_wait;
   p->heartbeat_ns = heartbeat > 0 ? heartbeat : 0;
   p->next_heartbeat_ns = now_ns + p->heartbeat_ns;
+  if (p->heartbeat_ns > 0) c->st->owner->heartbeat_check = true;
   if (c->waiting_tail != NULL)
     c->waiting_tail->next = p;
   else
@@ -1300,6 +1386,34 @@ static void push_heartbeat(struct js_consumer *c, int64_t now_ns) {
   c->next_heartbeat_ns = now_ns + c->cfg.idle_heartbeat_ns;
 }
 
+/* Sends the idle heartbeats of st's consumers that are due: a push
+ * consumer's after idle_heartbeat without a delivery, and a waiting pull
+ * request's after its own idle_heartbeat. Returns the time (ns) the next
+ * one is due, or 0 when none is scheduled. Hook context, because it checks
+ * interest in the deliver subjects. */
+int64_t js_consumers_heartbeats(struct js_stream *st, int64_t now_ns) {
+  int64_t next_ns = 0;
+  for (struct js_consumer *c = st->consumers; c != NULL; c = c->next) {
+    for (struct pull *p = c->waiting; p != NULL; p = p->next) {
+      if (p->heartbeat_ns <= 0) continue;
+      if (p->next_heartbeat_ns <= now_ns) {
+        send_status(c, p->reply, "100 Idle Heartbeat", -1);
+        p->next_heartbeat_ns = now_ns + p->heartbeat_ns;
+      }
+      if (next_ns == 0 || p->next_heartbeat_ns < next_ns) next_ns = p->next_heartbeat_ns;
+    }
+    /* Without a subscriber nothing is scheduled: the timer pass checks
+     * again every JS_TIMER_INTERVAL_MS. */
+    if (c->cfg.deliver_subject == NULL || c->cfg.idle_heartbeat_ns <= 0 || !has_interest(c)) continue;
+    push_heartbeat(c, now_ns);
+    int64_t last = c->last_active_ns > c->created_ns ? c->last_active_ns : c->created_ns;
+    int64_t due_ns = last + c->cfg.idle_heartbeat_ns;
+    if (due_ns < c->next_heartbeat_ns) due_ns = c->next_heartbeat_ns;
+    if (next_ns == 0 || due_ns < next_ns) next_ns = due_ns;
+  }
+  return next_ns;
+}
+
 /* Expires pull requests and queues redeliveries after ack_wait. */
 void js_consumers_timers(struct js_stream *st, int64_t now_ns) {
   for (struct js_consumer *c = st->consumers, *next; c != NULL; c = next) {
@@ -1307,10 +1421,6 @@ void js_consumers_timers(struct js_stream *st, int64_t now_ns) {
     for (struct pull **pp = &c->waiting; *pp != NULL;) {
       struct pull *p = *pp;
       if (p->deadline_ns == 0 || p->deadline_ns > now_ns) {
-        if (p->heartbeat_ns > 0 && p->next_heartbeat_ns <= now_ns) {
-          send_status(c, p->reply, "100 Idle Heartbeat", -1);
-          p->next_heartbeat_ns = now_ns + p->heartbeat_ns;
-        }
         pp = &p->next;
         continue;
       }
@@ -1331,8 +1441,6 @@ void js_consumers_timers(struct js_stream *st, int64_t now_ns) {
       due = true;
     }
     if (due || c->cfg.deliver_subject != NULL) run_consumer(c, now_ns);
-    if (c->cfg.deliver_subject != NULL && c->cfg.idle_heartbeat_ns > 0 && has_interest(c))
-      push_heartbeat(c, now_ns);
 
     /* An ephemeral consumer goes away after inactive_threshold without a
      * pull request (pull) or without a subscriber (push). */

@@ -179,6 +179,8 @@ struct js_shard {
   struct js_out *handover_head;  /* deliveries from other shards, for local subscribers */
   struct js_out *handover_tail;
   int64_t next_timer_ms;
+  int64_t next_heartbeat_ns;   /* when the next idle heartbeat is due, 0 = none */
+  bool heartbeat_check;        /* recompute next_heartbeat_ns in the next hook run */
   uint32_t group_turn;         /* rotates deliveries among queue group members */
   bool in_hook;                /* the hook is running, so matching and sending are safe */
   bool push_kick;              /* some push consumer may have messages to deliver */
@@ -267,6 +269,7 @@ void js_consumer_api(struct js_shard *jsh, struct js_request *req, const char *s
 void js_consumer_ack(struct js_shard *jsh, struct js_request *req);
 void js_consumers_recover(struct js_stream *st);
 void js_consumers_timers(struct js_stream *st, int64_t now_ns);
+int64_t js_consumers_heartbeats(struct js_stream *st, int64_t now_ns);
 
 /* js_api.c */
 void js_api_handle(struct js_shard *jsh, struct js_request *req);

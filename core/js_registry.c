@@ -167,13 +167,26 @@ void js_registry_remove(struct js_reg_entry *e) {
   free(e);
 }
 
+/* Converts the store's byte count to nats-server 2.9's: it charges each
+ * message its subject, header and payload lengths plus 16 bytes in a
+ * memory stream (memStoreMsgSize) and 30 in a file stream
+ * (fileStoreMsgSizeRaw). */
+static uint64_t nats_server_bytes(enum store_kind kind, const struct store_state *st) {
+  uint64_t overhead = store_msg_bytes(0, 0, 0);
+  uint64_t lengths = st->bytes - st->msgs * overhead;
+  /* NOTE: nats-server adds 4 more bytes for each file message that has
+   * headers; the store keeps no count of those, so they are missing here. */
+  return lengths + st->msgs * (kind == STORE_MEMORY ? 16 : 30);
+}
+
 void js_stats_publish(struct js_reg_entry *e, const struct store_state *st) {
   struct js_stats *s = &e->stats;
+  uint64_t bytes = nats_server_bytes(e->storage, st);
   /* Only the owning shard writes bytes, so the difference is exact. */
-  int64_t delta = (int64_t)st->bytes - (int64_t)atomic_load_explicit(&s->bytes, memory_order_relaxed);
+  int64_t delta = (int64_t)bytes - (int64_t)atomic_load_explicit(&s->bytes, memory_order_relaxed);
   if (delta != 0) atomic_fetch_add_explicit(&js.used_bytes[e->storage], delta, memory_order_relaxed);
   atomic_store_explicit(&s->messages, st->msgs, memory_order_relaxed);
-  atomic_store_explicit(&s->bytes, st->bytes, memory_order_relaxed);
+  atomic_store_explicit(&s->bytes, bytes, memory_order_relaxed);
   /* nats-server shows first_seq 0 for a stream that never had a message. */
   uint64_t first = st->msgs == 0 && st->last_seq == 0 ? 0 : st->first_seq;
   atomic_store_explicit(&s->first_seq, first, memory_order_relaxed);

@@ -478,7 +478,17 @@ const BAD_REQUESTS = [
   ["$JS.API.STREAM.MSG.DELETE.D", { seq: 1 }, 500, 10057, "message delete not permitted"],
   ["$JS.API.STREAM.PURGE.SE", "", 400, 10109, "invalid operation on sealed stream"],
   ["$JS.API.STREAM.MSG.DELETE.SE", { seq: 1 }, 400, 10109, "invalid operation on sealed stream"],
+  ["$JS.API.STREAM.MSG.DELETE.WQ", { seq: 99 }, 500, 10057, "stream store EOF"],
+  ["$JS.API.STREAM.MSG.DELETE.MD", { seq: 1 }, 400, 10043, "sequence 1 not found"],
+  ["$JS.API.STREAM.MSG.DELETE.MD", { seq: 3 }, 400, 10043, "sequence 3 not found"],
+  ["$JS.API.STREAM.MSG.DELETE.MD", { seq: 99 }, 400, 10043, "sequence 99 not found"],
+  ["$JS.API.STREAM.MSG.DELETE.FD", { seq: 3 }, 400, 10043, "sequence 3 not found"],
+  ["$JS.API.STREAM.MSG.DELETE.FD", { seq: 1 }, 500, 10057, "no message found"],
   ["$JS.API.CONSUMER.INFO.D.nope", "", 404, 10014, "consumer not found"],
+  ["$JS.API.CONSUMER.CREATE.D", { stream_name: "D", config: { description: "x".repeat(4097), ack_policy: "explicit" } },
+    400, 10107, "consumer description is too long, maximum allowed is 4096"],
+  ["$JS.API.CONSUMER.CREATE.D", { stream_name: "D", config: { deliver_subject: "fc", flow_control: true } },
+    400, 10108, "consumer with flow control also needs heartbeats"],
   ["$JS.API.CONSUMER.DURABLE.CREATE.WQ.b", { stream_name: "WQ", config: { durable_name: "b", ack_policy: "explicit" } },
     400, 10099, "multiple non-filtered consumers not allowed on workqueue stream"],
   ["$JS.API.CONSUMER.DURABLE.CREATE.WQ.c",
@@ -499,6 +509,80 @@ const BAD_REQUESTS = [
     400, 10094, "consumer delivery policy is deliver by start sequence, but optional start sequence is not set"],
 ];
 
+// Sends a raw API request and returns the parsed reply.
+async function apiRequest(subject, body) {
+  return (await nc.request(subject, JSON.stringify(body))).json();
+}
+
+describe("jetstream consumer settings", () => {
+  test("replay_policy and mem_storage kept", async () => {
+    await startJetStream();
+    await apiRequest("$JS.API.STREAM.CREATE.R", { name: "R", subjects: ["r"] });
+    const created = await apiRequest("$JS.API.CONSUMER.DURABLE.CREATE.R.orig", {
+      stream_name: "R",
+      config: { durable_name: "orig", ack_policy: "explicit", replay_policy: "original", mem_storage: true },
+    });
+    assert.equal(created.error, undefined, JSON.stringify(created.error));
+    assert.equal(created.config.replay_policy, "original");
+    assert.equal(created.config.mem_storage, true);
+    const info = await apiRequest("$JS.API.CONSUMER.INFO.R.orig", {});
+    assert.equal(info.config.replay_policy, "original");
+    assert.equal(info.config.mem_storage, true);
+  });
+
+  test("pull over consumer limits gets 409", async () => {
+    await startJetStream();
+    await apiRequest("$JS.API.STREAM.CREATE.L", { name: "L", subjects: ["l"] });
+    await nc.request("l", "one");
+    const created = await apiRequest("$JS.API.CONSUMER.DURABLE.CREATE.L.lim", {
+      stream_name: "L",
+      config: { durable_name: "lim", ack_policy: "explicit", max_batch: 2, max_expires: 1500000000, max_bytes: 1000 },
+    });
+    assert.equal(created.error, undefined, JSON.stringify(created.error));
+    const cases = [
+      [{ batch: 3, expires: 500000000 }, "Exceeded MaxRequestBatch of 2"],
+      [{ batch: 1, expires: 5000000000 }, "Exceeded MaxRequestExpires of 1.5s"],
+      [{ batch: 1, expires: 500000000, max_bytes: 2000 }, "Exceeded MaxRequestMaxBytes of 1000"],
+    ];
+    for (const [body, description] of cases) {
+      const reply = await nc.request("$JS.API.CONSUMER.MSG.NEXT.L.lim", JSON.stringify(body));
+      assert.equal(reply.headers?.code, 409, JSON.stringify(body));
+      assert.equal(reply.headers?.description, description);
+    }
+  });
+
+  test("headers_only sends Nats-Msg-Size", async () => {
+    await startJetStream();
+    await apiRequest("$JS.API.STREAM.CREATE.H", { name: "H", subjects: ["h"] });
+    await nc.request("h", "hello");
+    const inbox = collect(nc, "h.out");
+    await nc.flush();
+    const created = await apiRequest("$JS.API.CONSUMER.DURABLE.CREATE.H.ho", {
+      stream_name: "H",
+      config: { durable_name: "ho", deliver_subject: "h.out", ack_policy: "none", headers_only: true },
+    });
+    assert.equal(created.error, undefined, JSON.stringify(created.error));
+    const [msg] = await inbox.waitFor(1);
+    assert.equal(msg.data.length, 0);
+    assert.equal(msg.headers?.get("Nats-Msg-Size"), "5");
+  });
+});
+
+describe("jetstream stream state", () => {
+  test("bytes counted as nats-server does", async () => {
+    await startJetStream();
+    await apiRequest("$JS.API.STREAM.CREATE.M", { name: "M", subjects: ["m.a"], storage: "memory" });
+    await apiRequest("$JS.API.STREAM.CREATE.F", { name: "F", subjects: ["f"] });
+    for (let i = 0; i < 3; i++) {
+      await nc.request("m.a", "hello");
+      await nc.request("f", "hello");
+    }
+    // Memory: subject + payload + 16 per message; file: the same + 30.
+    assert.equal((await apiRequest("$JS.API.STREAM.INFO.M", {})).state.bytes, 3 * (3 + 5 + 16));
+    assert.equal((await apiRequest("$JS.API.STREAM.INFO.F", {})).state.bytes, 3 * (1 + 5 + 30));
+  });
+});
+
 describe("jetstream errors", () => {
   test("bad requests get nats-server's errors", async () => {
     const { jsm } = await startJetStream();
@@ -508,6 +592,13 @@ describe("jetstream errors", () => {
     await jsm.streams.add({ name: "SE", subjects: ["se"] });
     await nc.request("se", "kept");
     await jsm.streams.update("SE", { subjects: ["se"], sealed: true });
+    // MD (memory) and FD (file) hold sequences 1 to 4 with 1 and 3 deleted.
+    for (const [name, storage] of [["MD", StorageType.Memory], ["FD", StorageType.File]]) {
+      await jsm.streams.add({ name, subjects: [name.toLowerCase()], storage });
+      for (let i = 0; i < 4; i++) await nc.request(name.toLowerCase(), "x");
+      await jsm.streams.deleteMessage(name, 1, false);
+      await jsm.streams.deleteMessage(name, 3, false);
+    }
     for (const [subject, body, code, errCode, description] of BAD_REQUESTS) {
       const payload = typeof body === "string" ? body : JSON.stringify(body);
       const reply = (await nc.request(subject, payload)).json();
