@@ -214,6 +214,11 @@ static bool has_mirror_or_sources(const cJSON *obj) {
   return (mirror != NULL && !cJSON_IsNull(mirror)) || cJSON_GetArraySize(sources) > 0;
 }
 
+static bool has_republish(const cJSON *obj) {
+  const cJSON *republish = cJSON_GetObjectItemCaseSensitive(obj, "republish");
+  return republish != NULL && !cJSON_IsNull(republish);
+}
+
 int js_config_parse(const struct cJSON *obj, struct js_stream_config *cfg, struct js_err *err) {
   memset(cfg, 0, sizeof *cfg);
   int rc = 0;
@@ -223,6 +228,12 @@ int js_config_parse(const struct cJSON *obj, struct js_stream_config *cfg, struc
   } else if (has_mirror_or_sources(obj)) {
     /* Better an error than a stream that silently copies nothing. */
     js_err_set(err, 500, 10052, "stream mirrors and sources are not supported by this server yet");
+    rc = -1;
+  } else if (has_republish(obj)) {
+    /* TODO: republish copies each stored message to a mapped subject with
+     * Nats-Stream, Nats-Subject, Nats-Sequence and Nats-Last-Sequence;
+     * until that exists, reject it rather than ignore it. */
+    js_err_set(err, 500, 10052, "stream republish is not supported by this server yet");
     rc = -1;
   } else if (strchr(cfg->name, '/') != NULL || strchr(cfg->name, '\\') != NULL) {
     js_err_set(err, 400, 10128, "stream name can not contain path separators");

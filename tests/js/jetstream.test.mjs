@@ -568,6 +568,36 @@ describe("jetstream consumer settings", () => {
   });
 });
 
+describe("jetstream ephemeral consumers", () => {
+  test("push consumer without interest expires", async () => {
+    await startJetStream();
+    await apiRequest("$JS.API.STREAM.CREATE.EP", { name: "EP", subjects: ["ep"] });
+    const other = await connectTo(server);
+    try {
+      other.subscribe("ep.out");
+      await other.flush();
+      const created = await apiRequest("$JS.API.CONSUMER.CREATE.EP", {
+        stream_name: "EP",
+        config: { deliver_subject: "ep.out", ack_policy: "explicit", inactive_threshold: 500000000 },
+      });
+      assert.equal(created.error, undefined, JSON.stringify(created.error));
+      const info = await apiRequest(`$JS.API.CONSUMER.INFO.EP.${created.name}`, {});
+      assert.equal(info.error, undefined, "consumer gone while its subscriber is connected");
+      await other.close();
+      // Polls for up to 10 s: nats-server removes it after the 0.5 s threshold.
+      let reply;
+      for (let i = 0; i < 100; i++) {
+        reply = await apiRequest(`$JS.API.CONSUMER.INFO.EP.${created.name}`, {});
+        if (reply.error !== undefined) break;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      assert.deepEqual(reply.error, { code: 404, err_code: 10014, description: "consumer not found" });
+    } finally {
+      await other.close();
+    }
+  });
+});
+
 describe("jetstream stream state", () => {
   test("bytes counted as nats-server does", async () => {
     await startJetStream();
