@@ -2,10 +2,11 @@
 # SPDX-License-Identifier: Apache-2.0
 # Runs shoal-store-bench for each message size and sync policy and measures
 # the device limit with fio for the same write size and sync pattern. Then
-# times the recovery of a 1 GiB journal, and prints the "## Storage" section
-# of docs/BENCHMARKS.md as Markdown on standard output. Every run is repeated
-# in three rounds, with the store and its fio runs side by side in each, and
-# the table gives the median and the range.
+# times the recovery of a 1 GiB journal, and prints the part of the Storage
+# section of docs/BENCHMARKS.md between its store-bench markers, as Markdown
+# on standard output. Every run is repeated in three rounds, with the store
+# and its fio runs side by side in each, and the table gives the median and
+# the range.
 #
 # For each append run, fio writes sequentially with O_DIRECT in blocks of the
 # store's average write size rounded to a multiple of 4096 bytes, with one
@@ -92,7 +93,8 @@ commit=$(git -C "$(dirname "$0")" rev-parse --short HEAD 2>/dev/null || echo unk
 cpu=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
 mem=$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
 fs=$(findmnt -no SOURCE,FSTYPE -T "$dir" | tr -s ' ')
-echo "## Storage"
+echo "<!-- store-bench: begin (written by bench/store/run.sh; edits here are replaced) -->"
+echo "### Appends and recovery"
 echo
 echo "The file store's appends and recovery on a real disk, measured with"
 echo "\`shoal-store-bench\` (\`bench/store/\`) through the io_uring backend, next to"
@@ -150,4 +152,5 @@ How to read the table:
   runs rewrite blocks written beforehand and give the device's own limit.
   The store can beat the new-file figure when most of its writes rewrite
   the last block of the segment, which ext4 has already marked as written.
+<!-- store-bench: end -->
 TEXT
