@@ -94,6 +94,12 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
 mem=$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
 fs=$(findmnt -no SOURCE,FSTYPE -T "$dir" | tr -s ' ')
 echo "<!-- store-bench: begin (written by bench/store/run.sh; edits here are replaced) -->"
+echo "## Storage"
+echo
+echo "The file store under load, at start-up, and after a power cut. This part"
+echo "is written by \`bench/store/run.sh\`; the power-cut part after it is kept"
+echo "by hand from runs of \`tests/storage/server_power_cut.py\`."
+echo
 echo "### Appends and recovery"
 echo
 echo "The file store's appends and recovery on a real disk, measured with"
