@@ -64,6 +64,11 @@ struct js_stream_config {
   bool deny_purge;
   bool allow_rollup_hdrs;
   bool no_ack;
+  /* republish: each stored message whose subject matches republish_src
+   * is also published to republish_dest, mapped by js_republish_subject. */
+  char *republish_src;        /* NULL when the stream does not republish */
+  char *republish_dest;
+  bool republish_headers_only;
 };
 
 /* An API error as nats-server reports it: HTTP-like code, JetStream error
@@ -242,6 +247,11 @@ void js_time_format(int64_t ns, char *out, size_t cap);
 int64_t js_time_parse(const char *text);
 size_t js_base64_encode(const uint8_t *in, size_t len, char *out);
 bool js_name_valid(const char *name);
+/* Writes to out the republish subject for subject, which matches src:
+ * dest with its '*' tokens replaced in order, "$N" by src's N-th '*'
+ * token and '>' by the rest. Returns 0 or -ENAMETOOLONG. */
+int js_republish_subject(const char *src, const char *dest, const char *subject, char *out,
+                         size_t cap);
 
 /* js_stream.c */
 int js_stream_create(struct js_shard *jsh, const struct js_stream_config *cfg, int64_t created_ns,

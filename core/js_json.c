@@ -4,6 +4,7 @@
  * objects, timestamps in Go's RFC 3339 form, and base64. Pure functions,
  * callable from any thread. */
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,6 +101,23 @@ static int parse_subjects(const cJSON *obj, struct js_stream_config *cfg) {
   return 0;
 }
 
+/* Decodes the optional republish object. An empty src or dest is kept as
+ * "" so that check_republish rejects it as nats-server does. */
+static int decode_republish(const cJSON *obj, struct js_stream_config *cfg) {
+  const cJSON *republish = cJSON_GetObjectItemCaseSensitive(obj, "republish");
+  if (republish == NULL || cJSON_IsNull(republish)) return 0;
+  if (!cJSON_IsObject(republish)) return -1;
+  const cJSON *src = cJSON_GetObjectItemCaseSensitive(republish, "src");
+  const cJSON *dest = cJSON_GetObjectItemCaseSensitive(republish, "dest");
+  if ((src != NULL && !cJSON_IsNull(src) && !cJSON_IsString(src)) ||
+      (dest != NULL && !cJSON_IsNull(dest) && !cJSON_IsString(dest)))
+    return -1;
+  cfg->republish_src = strdup(cJSON_IsString(src) ? src->valuestring : "");
+  cfg->republish_dest = strdup(cJSON_IsString(dest) ? dest->valuestring : "");
+  if (cfg->republish_src == NULL || cfg->republish_dest == NULL) return -1;
+  return get_bool(republish, "headers_only", &cfg->republish_headers_only) ? 0 : -1;
+}
+
 /* Decodes the JSON fields; returns -1 where Go's decoder would fail. */
 static int decode_config(const cJSON *obj, struct js_stream_config *cfg) {
   const cJSON *name = cJSON_GetObjectItemCaseSensitive(obj, "name");
@@ -131,6 +149,7 @@ static int decode_config(const cJSON *obj, struct js_stream_config *cfg) {
             get_bool(obj, "deny_purge", &cfg->deny_purge) &&
             get_bool(obj, "allow_rollup_hdrs", &cfg->allow_rollup_hdrs) &&
             get_bool(obj, "no_ack", &cfg->no_ack);
+  if (ok && decode_republish(obj, cfg) != 0) ok = false;
   cfg->retention = (enum js_retention)retention;
   cfg->discard = discard == 1 ? STORE_DISCARD_NEW : STORE_DISCARD_OLD;
   cfg->storage = storage == 1 ? STORE_MEMORY : STORE_FILE;
@@ -214,9 +233,127 @@ static bool has_mirror_or_sources(const cJSON *obj) {
   return (mirror != NULL && !cJSON_IsNull(mirror)) || cJSON_GetArraySize(sources) > 0;
 }
 
-static bool has_republish(const cJSON *obj) {
-  const cJSON *republish = cJSON_GetObjectItemCaseSensitive(obj, "republish");
-  return republish != NULL && !cJSON_IsNull(republish);
+/* Counts the '*' tokens of a subject and whether it ends in '>'. */
+static uint32_t count_wildcards(const char *subject, bool *full) {
+  uint32_t stars = 0;
+  *full = false;
+  for (const char *t = subject;; t++) {
+    size_t len = strcspn(t, ".");
+    if (len == 1 && t[0] == '*') stars++;
+    if (len == 1 && t[0] == '>') *full = true;
+    t += len;
+    if (*t == '\0') break;
+  }
+  return stars;
+}
+
+/* Returns N for a "$N" destination token, or 0 for any other token. */
+static uint32_t reference_of(const char *token, size_t len) {
+  if (len < 2 || token[0] != '$') return 0;
+  uint32_t n = 0;
+  for (size_t i = 1; i < len; i++) {
+    if (token[i] < '0' || token[i] > '9' || n > 1000) return 0;
+    n = n * 10 + (uint32_t)(token[i] - '0');
+  }
+  return n;
+}
+
+/* Checks that dest can be built from a subject matching src: each "$N"
+ * names one of src's '*' wildcards, and without references dest has the
+ * same '*' count and '>' as src. */
+static bool republish_mapping_valid(const char *src, const char *dest) {
+  bool src_full, dest_full;
+  uint32_t src_stars = count_wildcards(src, &src_full);
+  uint32_t dest_stars = count_wildcards(dest, &dest_full);
+  bool references = false;
+  for (const char *t = dest;; t++) {
+    size_t len = strcspn(t, ".");
+    uint32_t n = reference_of(t, len);
+    if (n > 0) {
+      references = true;
+      if (n > src_stars) return false;
+    }
+    t += len;
+    if (*t == '\0') break;
+  }
+  if (dest_full && !src_full) return false;
+  return references ? dest_stars == 0 : dest_stars == src_stars && dest_full == src_full;
+}
+
+/* Applies nats-server 2.9's checks of the republish settings. */
+static int check_republish(const struct js_stream_config *cfg, struct js_err *err) {
+  if (cfg->republish_src == NULL) return 0;
+  const char *src = cfg->republish_src, *dest = cfg->republish_dest;
+  if (!subject_valid(src, strlen(src)) || !subject_valid(dest, strlen(dest)) ||
+      !republish_mapping_valid(src, dest)) {
+    js_err_set(err, 500, 10052, "stream configuration for republish not valid");
+    return -1;
+  }
+  bool in_stream = false;
+  for (uint32_t i = 0; i < cfg->subject_count; i++) {
+    if (js_subjects_overlap(cfg->subjects[i], dest)) {
+      js_err_set(err, 500, 10052, "stream configuration for republish destination forms a cycle");
+      return -1;
+    }
+    if (js_subjects_overlap(cfg->subjects[i], src)) in_stream = true;
+  }
+  if (!in_stream) {
+    js_err_set(err, 500, 10052, "stream configuration for republish source is not valid subset of subjects");
+    return -1;
+  }
+  return 0;
+}
+
+int js_republish_subject(const char *src, const char *dest, const char *subject, char *out,
+                         size_t cap) {
+  /* Capture the subject tokens that src's wildcards match. Subjects have
+   * far fewer than 64 tokens, so later '*' tokens are left unmapped. */
+  const char *captures[64];
+  size_t capture_lens[64];
+  uint32_t count = 0;
+  const char *rest = NULL;
+  const char *s = subject, *p = src;
+  for (;;) {
+    size_t plen = strcspn(p, "."), slen = strcspn(s, ".");
+    if (plen == 1 && p[0] == '>') {
+      rest = s;
+      break;
+    }
+    if (plen == 1 && p[0] == '*' && count < 64) {
+      captures[count] = s;
+      capture_lens[count++] = slen;
+    }
+    if (p[plen] == '\0' || s[slen] == '\0') break;
+    p += plen + 1;
+    s += slen + 1;
+  }
+  /* Build dest, replacing '*' in order, "$N" by number and '>' by the rest. */
+  size_t used = 0;
+  uint32_t next_star = 0;
+  for (const char *t = dest;; t++) {
+    size_t len = strcspn(t, ".");
+    const char *piece = t;
+    size_t piece_len = len;
+    uint32_t n = reference_of(t, len);
+    if (n > 0 && n <= count) {
+      piece = captures[n - 1];
+      piece_len = capture_lens[n - 1];
+    } else if (len == 1 && t[0] == '*' && next_star < count) {
+      piece = captures[next_star];
+      piece_len = capture_lens[next_star++];
+    } else if (len == 1 && t[0] == '>' && rest != NULL) {
+      piece = rest;
+      piece_len = strlen(rest);
+    }
+    if (used + piece_len + 2 > cap) return -ENAMETOOLONG;
+    if (used > 0) out[used++] = '.';
+    memcpy(out + used, piece, piece_len);
+    used += piece_len;
+    t += len;
+    if (*t == '\0') break;
+  }
+  out[used] = '\0';
+  return 0;
 }
 
 int js_config_parse(const struct cJSON *obj, struct js_stream_config *cfg, struct js_err *err) {
@@ -229,17 +366,12 @@ int js_config_parse(const struct cJSON *obj, struct js_stream_config *cfg, struc
     /* Better an error than a stream that silently copies nothing. */
     js_err_set(err, 500, 10052, "stream mirrors and sources are not supported by this server yet");
     rc = -1;
-  } else if (has_republish(obj)) {
-    /* TODO: republish copies each stored message to a mapped subject with
-     * Nats-Stream, Nats-Subject, Nats-Sequence and Nats-Last-Sequence;
-     * until that exists, reject it rather than ignore it. */
-    js_err_set(err, 500, 10052, "stream republish is not supported by this server yet");
-    rc = -1;
   } else if (strchr(cfg->name, '/') != NULL || strchr(cfg->name, '\\') != NULL) {
     js_err_set(err, 400, 10128, "stream name can not contain path separators");
     rc = -1;
   } else {
     rc = check_config(cfg, err);
+    if (rc == 0) rc = check_republish(cfg, err);
   }
   if (rc != 0) js_config_free(cfg);
   return rc;
@@ -269,6 +401,14 @@ struct cJSON *js_config_json(const struct js_stream_config *cfg) {
   add_int(o, "num_replicas", cfg->num_replicas);
   if (cfg->no_ack) cJSON_AddBoolToObject(o, "no_ack", true);
   add_int(o, "duplicate_window", cfg->duplicate_window_ns);
+  if (cfg->republish_src != NULL) {
+    cJSON *republish = cJSON_AddObjectToObject(o, "republish");
+    if (republish != NULL) {
+      cJSON_AddStringToObject(republish, "src", cfg->republish_src);
+      cJSON_AddStringToObject(republish, "dest", cfg->republish_dest);
+      if (cfg->republish_headers_only) cJSON_AddBoolToObject(republish, "headers_only", true);
+    }
+  }
   cJSON_AddBoolToObject(o, "allow_direct", cfg->allow_direct);
   cJSON_AddBoolToObject(o, "mirror_direct", cfg->mirror_direct);
   cJSON_AddBoolToObject(o, "sealed", cfg->sealed);
@@ -282,6 +422,10 @@ void js_config_free(struct js_stream_config *cfg) {
   for (uint32_t i = 0; i < cfg->subject_count; i++) free(cfg->subjects[i]);
   free(cfg->subjects);
   free(cfg->description);
+  free(cfg->republish_src);
+  free(cfg->republish_dest);
+  cfg->republish_src = NULL;
+  cfg->republish_dest = NULL;
   cfg->subjects = NULL;
   cfg->subject_count = 0;
   cfg->description = NULL;
@@ -292,7 +436,12 @@ int js_config_copy(struct js_stream_config *dst, const struct js_stream_config *
   dst->subjects = NULL;
   dst->subject_count = 0;
   dst->description = NULL;
+  dst->republish_src = NULL;
+  dst->republish_dest = NULL;
   if (src->description != NULL && (dst->description = strdup(src->description)) == NULL)
+    return -1;
+  if (src->republish_src != NULL && ((dst->republish_src = strdup(src->republish_src)) == NULL ||
+                                     (dst->republish_dest = strdup(src->republish_dest)) == NULL))
     return -1;
   dst->subjects = calloc(src->subject_count > 0 ? src->subject_count : 1, sizeof *dst->subjects);
   if (dst->subjects == NULL) return -1;

@@ -22,6 +22,7 @@
 #include "core/route.h"
 #include "core/server.h"
 #include "core/sub-t.h"
+#include "core/subject.h"
 
 #define META_FILE "meta.json"
 #define DEDUPE_INITIAL_BUCKETS 256
@@ -337,6 +338,54 @@ struct js_backlog {
 /* Stores one published message. reply is NUL-terminated ("" for none).
  * Returns -EAGAIN, having done nothing, when the store's write buffers
  * are full. Every other outcome is final, and its reply is sent. */
+/* The sequence of the newest stored message on subject, 0 if none. */
+static uint64_t last_seq_of_subject(struct js_stream *st, const char *subject, uint32_t subject_len) {
+  char filter[1024];
+  if (subject_len >= sizeof filter) return 0;
+  memcpy(filter, subject, subject_len);
+  filter[subject_len] = '\0';
+  struct store_msg m = {0};
+  uint64_t seq = store_read_last(st->store, filter, subject_len, &m) == 0 ? m.seq : 0;
+  store_msg_free(&m);
+  return seq;
+}
+
+/* Publishes a stored message again on the stream's republish subject,
+ * with the headers nats-server 2.9 adds: Nats-Stream, Nats-Subject,
+ * Nats-Sequence, Nats-Last-Sequence (the subject's previous sequence) and,
+ * for headers_only, Nats-Msg-Size in place of the payload. */
+static void send_republish(struct js_stream *st, const char *subject, uint32_t subject_len,
+                           const char *data, uint32_t header_len, uint32_t total_len, uint64_t seq,
+                           uint64_t last_subject_seq) {
+  char literal[1024], dest[1024];
+  if (subject_len >= sizeof literal) return;
+  memcpy(literal, subject, subject_len);
+  literal[subject_len] = '\0';
+  if (js_republish_subject(st->cfg.republish_src, st->cfg.republish_dest, literal, dest,
+                           sizeof dest) != 0)
+    return;
+  uint32_t data_len = total_len - header_len;
+  /* Keep the publisher's headers without their closing blank line. */
+  const char *prefix = header_len >= 2 ? data : "NATS/1.0\r\n";
+  size_t prefix_len = header_len >= 2 ? header_len - 2 : strlen(prefix);
+  size_t cap = prefix_len + subject_len + strlen(st->cfg.name) + 192;
+  char *hdr = malloc(cap);
+  if (hdr == NULL) return;
+  memcpy(hdr, prefix, prefix_len);
+  int n = snprintf(hdr + prefix_len, cap - prefix_len,
+                   "Nats-Stream: %s\r\nNats-Subject: %s\r\nNats-Sequence: %" PRIu64
+                   "\r\nNats-Last-Sequence: %" PRIu64 "\r\n",
+                   st->cfg.name, literal, seq, last_subject_seq);
+  size_t len = prefix_len + (size_t)n;
+  if (st->cfg.republish_headers_only)
+    len += (size_t)snprintf(hdr + len, cap - len, "Nats-Msg-Size: %u\r\n", data_len);
+  len += (size_t)snprintf(hdr + len, cap - len, "\r\n");
+  bool headers_only = st->cfg.republish_headers_only;
+  js_send(st->owner, dest, NULL, hdr, (uint32_t)len, headers_only ? NULL : data + header_len,
+          headers_only ? 0 : data_len);
+  free(hdr);
+}
+
 static int capture_one(struct js_stream *st, const char *subject, uint32_t subject_len,
                        const char *reply, const char *data, uint32_t header_len,
                        uint32_t total_len) {
@@ -365,6 +414,11 @@ static int capture_one(struct js_stream *st, const char *subject, uint32_t subje
     return 0;
   }
 
+  bool republish = st->cfg.republish_src != NULL &&
+                   subject_matches(st->cfg.republish_src, strlen(st->cfg.republish_src), subject,
+                                   subject_len);
+  uint64_t last_subject_seq = republish ? last_seq_of_subject(st, subject, subject_len) : 0;
+
   size_t reply_len = strlen(reply);
   struct pending_ack *pa = malloc(sizeof *pa + reply_len + 1);
   if (pa == NULL) return 0;
@@ -381,6 +435,9 @@ static int capture_one(struct js_stream *st, const char *subject, uint32_t subje
     return 0;
   }
   st->pending_acks++;
+  if (republish) {
+    send_republish(st, subject, subject_len, data, header_len, total_len, seq, last_subject_seq);
+  }
   if (h.rollup != NULL) apply_rollup(st, &h, subject, subject_len, seq);
   if (h.msg_id != NULL && h.msg_id_len > 0) {
     dedupe_add(st, h.msg_id, h.msg_id_len, seq, js_now_ns());

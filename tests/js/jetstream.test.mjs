@@ -19,6 +19,7 @@ import {
   jetstream,
   jetstreamManager,
 } from "@nats-io/jetstream";
+import { headers } from "@nats-io/nats-core";
 import { collect, connectTo, startServer } from "./server.mjs";
 
 const storeDirs = [];
@@ -594,6 +595,69 @@ describe("jetstream ephemeral consumers", () => {
       assert.deepEqual(reply.error, { code: 404, err_code: 10014, description: "consumer not found" });
     } finally {
       await other.close();
+    }
+  });
+});
+
+describe("jetstream republish", () => {
+  test("stored messages republished with headers", async () => {
+    await startJetStream();
+    const out = collect(nc, "rp.>");
+    await nc.flush();
+    const streams = [
+      { name: "R", subjects: ["r.>"], republish: { src: "r.>", dest: "rp.>" } },
+      { name: "R2", subjects: ["x.*.*"], republish: { src: "x.*.*", dest: "rp.x.$2.$1" } },
+      { name: "R3", subjects: ["y"], republish: { src: "y", dest: "rp.y", headers_only: true } },
+    ];
+    for (const config of streams) {
+      const reply = await apiRequest(`$JS.API.STREAM.CREATE.${config.name}`, config);
+      assert.equal(reply.error, undefined, JSON.stringify(reply.error));
+      assert.deepEqual(reply.config.republish, config.republish);
+    }
+    const h = headers();
+    h.set("Foo", "bar");
+    await nc.request("r.a", "one", { headers: h });
+    await nc.request("r.b", "two");
+    await nc.request("r.a", "three");
+    await nc.request("x.a.b", "four");
+    await nc.request("y", "five");
+    const got = await out.waitFor(5);
+    const summary = got.map((m) => [
+      m.subject,
+      m.string(),
+      m.headers?.get("Foo") ?? "",
+      m.headers?.get("Nats-Stream"),
+      m.headers?.get("Nats-Subject"),
+      m.headers?.get("Nats-Sequence"),
+      m.headers?.get("Nats-Last-Sequence"),
+      m.headers?.get("Nats-Msg-Size") ?? "",
+    ]);
+    assert.deepEqual(summary, [
+      ["rp.a", "one", "bar", "R", "r.a", "1", "0", ""],
+      ["rp.b", "two", "", "R", "r.b", "2", "0", ""],
+      ["rp.a", "three", "", "R", "r.a", "3", "1", ""],
+      ["rp.x.b.a", "four", "", "R2", "x.a.b", "1", "0", ""],
+      ["rp.y", "", "", "R3", "y", "1", "0", "4"],
+    ]);
+  });
+
+  test("invalid republish rejected", async () => {
+    await startJetStream();
+    const cases = [
+      [{ name: "B1", subjects: ["z.>"], republish: { src: "z.>", dest: "z.>" } },
+        "stream configuration for republish destination forms a cycle"],
+      [{ name: "B2", subjects: ["w.>"], republish: { src: "q.>", dest: "rp.>" } },
+        "stream configuration for republish source is not valid subset of subjects"],
+      [{ name: "B3", subjects: ["t.*"], republish: { src: "t.*", dest: "rp.t" } },
+        "stream configuration for republish not valid"],
+      [{ name: "B4", subjects: ["s.*"], republish: { src: "s.*", dest: "rp.s.$3" } },
+        "stream configuration for republish not valid"],
+      [{ name: "B5", subjects: ["y"], republish: { dest: "rp.y" } },
+        "stream configuration for republish not valid"],
+    ];
+    for (const [config, description] of cases) {
+      const reply = await apiRequest(`$JS.API.STREAM.CREATE.${config.name}`, config);
+      assert.deepEqual(reply.error, { code: 500, err_code: 10052, description }, config.name);
     }
   });
 });
