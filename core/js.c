@@ -412,8 +412,8 @@ static void run_timers(struct js_shard *jsh) {
 /* Sends the idle heartbeats that are due, checking between timer passes
  * only once the earliest deadline has passed, so a heartbeat shorter than
  * JS_TIMER_INTERVAL_MS goes out on time whenever the shard is awake.
- * NOTE: an idle shard sleeps until its next tick (250 ms in core/shard.c),
- * so there a shorter heartbeat still waits for that tick. */
+ * The hook also sets the shard's hook_wake_ms, so an idle shard wakes for
+ * the earliest heartbeat instead of its next 250 ms tick. */
 static void run_heartbeats(struct js_shard *jsh) {
   if (!jsh->heartbeat_check && jsh->next_heartbeat_ns == 0) return;
   int64_t now_ns = js_now_ns();
@@ -442,6 +442,12 @@ static bool js_hook(struct shard *s, void *ctx) {
     jsh->heartbeat_check = true;
   }
   run_heartbeats(jsh);
+  if (jsh->next_heartbeat_ns != 0) {
+    /* Wake for the next heartbeat even when the shard is otherwise idle. */
+    int64_t wait_ms = (jsh->next_heartbeat_ns - js_now_ns() + 999999) / 1000000;
+    int64_t wake_ms = s->now_ms + (wait_ms > 0 ? wait_ms : 0);
+    if (s->hook_wake_ms == 0 || wake_ms < s->hook_wake_ms) s->hook_wake_ms = wake_ms;
+  }
   js_consumers_run(jsh);
   for (struct js_stream *st = jsh->streams; st != NULL; st = st->next) {
     if (store_busy(st->store)) store_flush(st->store);

@@ -452,6 +452,7 @@ static void *shard_main(void *arg) {
     uint32_t handled = s->stalled_count > 0 ? 0 : drain_rings(s);
     control_run_pending(s);
     if (drain_overflow(s) && s->paused != NULL && s->stalled_count == 0) resume_paused(s);
+    s->hook_wake_ms = 0;
     bool hooks_busy = run_hooks(s);
     flush_batches(s);
     flush_dirty(s);
@@ -485,6 +486,7 @@ static void *shard_main(void *arg) {
       } else {
         int64_t until = s->next_tick_ms;
         if (stalled && s->stall_deadline_ms < until) until = s->stall_deadline_ms;
+        if (s->hook_wake_ms != 0 && s->hook_wake_ms < until) until = s->hook_wake_ms;
         timeout = (int)(until - s->now_ms);
         if (timeout < 0) timeout = 0;
       }

@@ -129,6 +129,8 @@ struct shard {
   bool stop;
   struct shard_hook hooks[SHARD_HOOKS_MAX];
   uint32_t hook_count;
+  int64_t hook_wake_ms;      /* earliest time a hook must run again, 0 = none;
+                                reset before and lowered by the hooks each pass */
   struct shard_stats stats;
 };
 
