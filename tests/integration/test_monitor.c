@@ -804,6 +804,21 @@ TestSuite(monitor_compare, .fini = compare_fini, .timeout = HARNESS_TEST_TIMEOUT
 /* Starts nats-server on loopback with monitoring, and with JetStream in
  * store_dir unless it is NULL, and waits until its monitoring port
  * accepts connections. */
+/* nats-server opens its monitoring port before its client listener, and
+ * /healthz answers 503 until both are up; a loaded machine shows the gap. */
+static void wait_reference_healthy(int http) {
+  for (int i = 0; i < 500; i++) {
+    struct http_reply r;
+    http_get(http, "/healthz", &r);
+    long status = r.status;
+    free(r.body);
+    if (status == 200)
+      return;
+    usleep(10000);
+  }
+  cr_assert_fail("nats-server's /healthz did not answer 200 within 5 s");
+}
+
 static void reference_start(int port, int http, const char *store_dir) {
   char port_text[16], http_text[16];
   snprintf(port_text, sizeof(port_text), "%d", port);
@@ -834,8 +849,10 @@ static void reference_start(int port, int http, const char *store_dir) {
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     bool up = connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0;
     close(fd);
-    if (up)
+    if (up) {
+      wait_reference_healthy(http);
       return;
+    }
     cr_assert_eq(waitpid(reference_pid, NULL, WNOHANG), 0, "nats-server exited during start-up");
     usleep(10000);
   }
