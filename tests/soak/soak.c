@@ -433,8 +433,8 @@ static void on_message(struct conn *c, const struct proto_cmd *cmd)
   } else if (generation == o->generation && seq <= o->last_seq && s->queue) {
     /* NOTE: shoal hands a queue message whose chosen member left to
      * another member, which can deliver it after later messages of the
-     * same publisher. nats-server delivers in order; this is counted and
-     * reported, not failed, until shoal decides whether to keep order. */
+     * same publisher. The design promises no order there, so this is
+     * counted and reported, not failed. */
     stats.queue_reordered++;
   } else if (generation == o->generation) {
     if (seq <= o->last_seq && stats.out_of_order++ < 5)
