@@ -368,6 +368,12 @@ void shard_on_accept(struct shard *s, int fd) {
   }
 }
 
+void shard_wait_done(struct shard *s) {
+  if (!s->rcu_offline) return;
+  s->rcu_offline = false;
+  rcu_thread_online();
+}
+
 void shard_on_wake(struct shard *s) {
   uint64_t v;
   ssize_t unused = read(s->wake_fd, &v, sizeof v);
@@ -491,9 +497,14 @@ static void *shard_main(void *arg) {
         if (timeout < 0) timeout = 0;
       }
     }
-    if (timeout > 0) rcu_thread_offline();
+    if (timeout > 0) {
+      /* Offline only while blocked: the backend calls shard_wait_done()
+       * before it handles completions, which read the sublist. */
+      s->rcu_offline = true;
+      rcu_thread_offline();
+    }
     rc = s->backend->poll(s, timeout);
-    if (timeout > 0) rcu_thread_online();
+    shard_wait_done(s);
     atomic_store(&s->sleeping, 0);
     if (rc < 0 && rc != -EINTR && rc != -ETIME) {
       log_error("shard %u: event loop failed: %s", s->id, strerror(-rc));

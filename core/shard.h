@@ -129,6 +129,7 @@ struct shard {
   bool stop;
   struct shard_hook hooks[SHARD_HOOKS_MAX];
   uint32_t hook_count;
+  bool rcu_offline;          /* blocked in the backend's wait, outside RCU */
   int64_t hook_wake_ms;      /* earliest time a hook must run again, 0 = none;
                                 reset before and lowered by the hooks each pass */
   struct shard_stats stats;
@@ -165,6 +166,10 @@ bool shard_batch_append(struct shard *s, uint32_t dst, enum shard_record_kind ki
 
 /* Called by a backend when a new connection was accepted on s. */
 void shard_on_accept(struct shard *s, int fd);
+
+/* Called by a backend as soon as its wait for events returns and before
+ * it handles any, so the thread is back online for RCU readers. */
+void shard_wait_done(struct shard *s);
 
 /* Called by a backend when the wake eventfd fired. */
 void shard_on_wake(struct shard *s);

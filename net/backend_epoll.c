@@ -182,6 +182,7 @@ static int epoll_poll(struct shard *s, int timeout_ms) {
   struct epoll_state *e = s->backend_state;
   struct epoll_event events[EPOLL_EVENTS_MAX];
   int n = epoll_wait(e->epfd, events, EPOLL_EVENTS_MAX, timeout_ms);
+  shard_wait_done(s);
   if (n < 0) return errno == EINTR ? 0 : -errno;
 
   for (int i = 0; i < n; i++) {

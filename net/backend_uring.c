@@ -349,6 +349,7 @@ static int uring_poll(struct shard *s, int timeout_ms) {
                                    .tv_nsec = (long long)(timeout_ms % 1000) * 1000000};
     struct io_uring_cqe *cqe;
     rc = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, &ts, NULL);
+    shard_wait_done(s);
   } else {
     rc = io_uring_submit_and_get_events(&u->ring);
   }
