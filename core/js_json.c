@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <time.h>
 
@@ -497,6 +498,8 @@ int64_t js_time_parse(const char *text) {
     return -1;
   }
   int64_t secs = (int64_t)timegm(&tm) - offset_s;
+  /* Years past 2262 do not fit in nanoseconds since 1970. */
+  if (secs > INT64_MAX / 1000000000LL - 1 || secs < INT64_MIN / 1000000000LL + 1) return -1;
   return secs * 1000000000LL + frac;
 }
 

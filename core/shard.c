@@ -34,6 +34,9 @@
 
 void (*shard_on_start)(struct shard *s);
 
+/* Shard threads meet here after leaving their loops, before teardown. */
+static pthread_barrier_t stop_barrier;
+
 int shard_add_hook(struct shard *s, bool (*run)(struct shard *s, void *ctx), void *ctx) {
   if (s->hook_count == SHARD_HOOKS_MAX) return -ENOSPC;
   s->hooks[s->hook_count++] = (struct shard_hook){.run = run, .ctx = ctx};
@@ -511,6 +514,9 @@ static void *shard_main(void *arg) {
     }
   }
 
+  /* Other shards may still push to this one and wake it until they leave
+   * their loops too, so no shard frees its event loop before all have. */
+  pthread_barrier_wait(&stop_barrier);
   s->backend->fini(s);
   subcache_destroy(s->cache);
   rcu_unregister_thread();
@@ -518,6 +524,8 @@ static void *shard_main(void *arg) {
 }
 
 int shard_start_all(void) {
+  int brc = pthread_barrier_init(&stop_barrier, NULL, (unsigned)server.shard_count);
+  if (brc != 0) return -brc;
   for (int i = 0; i < server.shard_count; i++) {
     struct shard *s = server.shards[i];
     int rc = pthread_create(&s->thread, NULL, shard_main, s);
