@@ -122,7 +122,7 @@ static void handle_account_info(struct js_shard *jsh, const struct js_request *r
 
 static int64_t body_int(const cJSON *body, const char *key, int64_t fallback) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(body, key);
-  return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : fallback;
+  return cJSON_IsNumber(v) ? js_clamp_i64(v->valuedouble) : fallback;
 }
 
 static const char *body_string(const cJSON *body, const char *key) {

@@ -176,7 +176,7 @@ static bool opt_int(const cJSON *obj, const char *key, int64_t *out) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
   if (v == NULL || cJSON_IsNull(v)) return true;
   if (!cJSON_IsNumber(v)) return false;
-  *out = (int64_t)v->valuedouble;
+  *out = js_clamp_i64(v->valuedouble);
   return true;
 }
 
@@ -249,7 +249,7 @@ static bool decode_config(const cJSON *obj, struct consumer_config *c) {
         ok = false;
         break;
       }
-      c->backoff_ns[c->backoff_count++] = (int64_t)v->valuedouble;
+      c->backoff_ns[c->backoff_count++] = js_clamp_i64(v->valuedouble);
     }
   }
   c->deliver_policy = (enum deliver_policy)deliver;
@@ -1295,13 +1295,13 @@ static void queue_pull(struct js_shard *jsh, const struct js_request *req, struc
       batch = strtoll(req->data, NULL, 10);
     } else {
       const cJSON *v = cJSON_GetObjectItemCaseSensitive(body, "batch");
-      if (cJSON_IsNumber(v)) batch = (int64_t)v->valuedouble;
+      if (cJSON_IsNumber(v)) batch = js_clamp_i64(v->valuedouble);
       v = cJSON_GetObjectItemCaseSensitive(body, "expires");
-      if (cJSON_IsNumber(v)) expires = (int64_t)v->valuedouble;
+      if (cJSON_IsNumber(v)) expires = js_clamp_i64(v->valuedouble);
       v = cJSON_GetObjectItemCaseSensitive(body, "idle_heartbeat");
-      if (cJSON_IsNumber(v)) heartbeat = (int64_t)v->valuedouble;
+      if (cJSON_IsNumber(v)) heartbeat = js_clamp_i64(v->valuedouble);
       v = cJSON_GetObjectItemCaseSensitive(body, "max_bytes");
-      if (cJSON_IsNumber(v)) max_bytes = (int64_t)v->valuedouble;
+      if (cJSON_IsNumber(v)) max_bytes = js_clamp_i64(v->valuedouble);
       no_wait = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "no_wait"));
       cJSON_Delete(body);
     }
@@ -1570,7 +1570,7 @@ void js_consumer_ack(struct js_shard *jsh, struct js_request *req) {
       const char *json = strchr(body, '{');
       cJSON *o = json != NULL ? cJSON_Parse(json) : NULL;
       const cJSON *d = cJSON_GetObjectItemCaseSensitive(o, "delay");
-      if (cJSON_IsNumber(d)) delay = (int64_t)d->valuedouble;
+      if (cJSON_IsNumber(d)) delay = js_clamp_i64(d->valuedouble);
       cJSON_Delete(o);
       if (c->cfg.max_deliver > 0 && (int64_t)p->deliveries >= c->cfg.max_deliver)
         remove_pending_at(c, (uint32_t)(p - c->pending)); /* no deliveries left */
@@ -1636,7 +1636,7 @@ static cJSON *read_json(const char *dir, const char *name) {
 
 static uint64_t json_u64(const cJSON *o, const char *key) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-  return cJSON_IsNumber(v) && v->valuedouble > 0 ? (uint64_t)v->valuedouble : 0;
+  return cJSON_IsNumber(v) && v->valuedouble > 0 ? js_clamp_u64(v->valuedouble) : 0;
 }
 
 static void restore_state(struct js_consumer *c, const cJSON *state, int64_t now_ns) {
@@ -1650,10 +1650,10 @@ static void restore_state(struct js_consumer *c, const cJSON *state, int64_t now
   const cJSON *p;
   cJSON_ArrayForEach(p, pending) {
     if (cJSON_GetArraySize(p) != 3) continue;
-    uint64_t sseq = (uint64_t)cJSON_GetArrayItem(p, 0)->valuedouble;
-    uint64_t cseq = (uint64_t)cJSON_GetArrayItem(p, 1)->valuedouble;
+    uint64_t sseq = js_clamp_u64(cJSON_GetArrayItem(p, 0)->valuedouble);
+    uint64_t cseq = js_clamp_u64(cJSON_GetArrayItem(p, 1)->valuedouble);
     if (!track_pending(c, sseq, cseq, now_ns)) break;
-    c->pending[c->pending_count - 1].deliveries = (uint64_t)cJSON_GetArrayItem(p, 2)->valuedouble;
+    c->pending[c->pending_count - 1].deliveries = js_clamp_u64(cJSON_GetArrayItem(p, 2)->valuedouble);
   }
 }
 

@@ -285,4 +285,18 @@ int64_t js_consumers_heartbeats(struct js_stream *st, int64_t now_ns);
 void js_api_handle(struct js_shard *jsh, struct js_request *req);
 bool js_api_owned_here(uint32_t shard_id, const char *subject, uint32_t subject_len);
 
+/* Converts a JSON number to an integer, clamped to the type's range, so a
+ * huge or negative value from a client is never undefined behaviour. */
+static inline int64_t js_clamp_i64(double d) {
+  if (!(d > -9223372036854775808.0)) return INT64_MIN;
+  if (d >= 9223372036854775808.0) return INT64_MAX;
+  return (int64_t)d;
+}
+
+static inline uint64_t js_clamp_u64(double d) {
+  if (!(d > 0)) return 0;
+  if (d >= 18446744073709551616.0) return UINT64_MAX;
+  return (uint64_t)d;
+}
+
 #endif

@@ -52,6 +52,9 @@ static bool get_int(const cJSON *obj, const char *key, int64_t *out) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
   if (v == NULL || cJSON_IsNull(v)) return true;
   if (!cJSON_IsNumber(v)) return false;
+  /* Go's decoder rejects a number that does not fit in int64. */
+  if (!(v->valuedouble > -9223372036854775808.0) || v->valuedouble >= 9223372036854775808.0)
+    return false;
   *out = (int64_t)v->valuedouble;
   return true;
 }
