@@ -171,8 +171,12 @@ static size_t stream_until_closed(struct soak_reader *r, const char *prefix, cha
   int64_t deadline = soak_now_ms() + STREAM_TIMEOUT_MS;
   char in[4096];
   size_t in_len = 0;
+  /* A failed send ends the sending but not the reading: the -ERR may still
+   * wait in the receive buffer when the server's reset makes send() fail. */
+  bool sending = true;
   while (!*closed && soak_now_ms() < deadline) {
-    struct pollfd pfd = {.fd = r->fd, .events = POLLIN | (sent < STREAM_BYTES_MAX ? POLLOUT : 0)};
+    bool want_send = sending && sent < STREAM_BYTES_MAX;
+    struct pollfd pfd = {.fd = r->fd, .events = POLLIN | (want_send ? POLLOUT : 0)};
     if (poll(&pfd, 1, 100) <= 0)
       continue;
     if (pfd.revents & (POLLIN | POLLHUP | POLLERR)) {
@@ -192,12 +196,12 @@ static size_t stream_until_closed(struct soak_reader *r, const char *prefix, cha
           in_len = 0;
       }
     }
-    if ((pfd.revents & POLLOUT) && sent < STREAM_BYTES_MAX) {
+    if (want_send && (pfd.revents & POLLOUT)) {
       ssize_t n = send(r->fd, chunk, sizeof chunk, MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n > 0)
         sent += (size_t)n;
       else if (n < 0 && errno != EAGAIN && errno != EINTR)
-        *closed = true;
+        sending = false;
     }
     rss_sample();
   }

@@ -786,13 +786,16 @@ static void handle_event(struct epoll_event *ev)
   struct conn *c = ev->data.ptr;
   if (!c->open)
     return;
-  if ((ev->events & EPOLLOUT) && flush_out(c) != 0) {
-    on_server_closed(c);
-    return;
-  }
-  if (ev->events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+  /* After a failed send, what the server sent before closing (a garbage
+   * client's -ERR) is still read before the close is handled. */
+  bool send_failed = (ev->events & EPOLLOUT) && flush_out(c) != 0;
+  if (send_failed)
+    c->out_len = 0;
+  if (send_failed || (ev->events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
     if (!read_input(c) && c->open)
       on_server_closed(c);
+    else if (send_failed && c->open)
+      watch(c, false);
   }
 }
 
