@@ -5,6 +5,7 @@
  * callable from any thread. */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,11 +47,22 @@ bool js_name_valid(const char *name) {
   return true;
 }
 
+/* Reads the integer text that add_int() stores as a raw item. */
+static bool parse_raw_int(const char *text, int64_t *out) {
+  char *end;
+  errno = 0;
+  long long v = strtoll(text, &end, 10);
+  if (errno != 0 || end == text || *end != '\0') return false;
+  *out = v;
+  return true;
+}
+
 /* Reads an optional integer field; a present field of another type is a
  * JSON type error, as Go's decoder reports it. */
 static bool get_int(const cJSON *obj, const char *key, int64_t *out) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
   if (v == NULL || cJSON_IsNull(v)) return true;
+  if (cJSON_IsRaw(v)) return parse_raw_int(v->valuestring, out);
   if (!cJSON_IsNumber(v)) return false;
   /* Go's decoder rejects a number that does not fit in int64. */
   if (!(v->valuedouble > -9223372036854775808.0) || v->valuedouble >= 9223372036854775808.0)
@@ -381,8 +393,18 @@ int js_config_parse(const struct cJSON *obj, struct js_stream_config *cfg, struc
   return rc;
 }
 
+/* cJSON prints a number outside int's range with 15 significant digits
+ * when that reads back as nearly the same double, which changes large
+ * values such as durations in nanoseconds. Such values are added as raw
+ * integer text, which get_int() also reads. */
 static void add_int(cJSON *obj, const char *key, int64_t v) {
-  cJSON_AddNumberToObject(obj, key, (double)v);
+  if (v >= INT32_MIN && v <= INT32_MAX) {
+    cJSON_AddNumberToObject(obj, key, (double)v);
+    return;
+  }
+  char text[24];
+  snprintf(text, sizeof text, "%" PRId64, v);
+  cJSON_AddRawToObject(obj, key, text);
 }
 
 struct cJSON *js_config_json(const struct js_stream_config *cfg) {
