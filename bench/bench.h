@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "bench/bench_conn.h"
 #include "bench/bench_hist.h"
@@ -133,5 +134,19 @@ void bench_report(const struct bench_opts *opts, const struct bench_result *resu
 /* Reads the CPU time of process pid from /proc in nanoseconds, or returns a
  * negative errno. Resolution is one clock tick (10 ms at USER_HZ 100). */
 int64_t bench_process_cpu_ns(int pid);
+
+#define BENCH_NS_PER_S 1000000000LL
+
+/* Reads clock id in nanoseconds: CLOCK_MONOTONIC for time stamps,
+ * CLOCK_PROCESS_CPUTIME_ID for this process's own CPU time. */
+static inline int64_t bench_clock_ns(clockid_t id)
+{
+  struct timespec ts;
+  clock_gettime(id, &ts);
+  return (int64_t)ts.tv_sec * BENCH_NS_PER_S + ts.tv_nsec;
+}
+
+static inline int64_t now_ns(void) { return bench_clock_ns(CLOCK_MONOTONIC); }
+static inline int64_t client_cpu_ns(void) { return bench_clock_ns(CLOCK_PROCESS_CPUTIME_ID); }
 
 #endif

@@ -69,20 +69,6 @@ struct js {
   int64_t last_delivery_ns;
 };
 
-static int64_t now_ns(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
-}
-
-static int64_t client_cpu_ns(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
-}
-
 static int fail(struct js *js, int err, const char *fmt, const char *detail)
 {
   snprintf(js->conn.error, sizeof(js->conn.error), fmt, detail);

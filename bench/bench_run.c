@@ -69,20 +69,6 @@ static void on_sigint(int sig)
   interrupted = 1;
 }
 
-static int64_t now_ns(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
-}
-
-static int64_t client_cpu_ns(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
-}
-
 int64_t bench_process_cpu_ns(int pid)
 {
   char path[64];
