@@ -7,16 +7,29 @@
 #      same port and store directory;
 #   3. run TestRestartResume and stop the server.
 # Prints the Go test output of both runs. Exits 0 only if both passed and the
-# server started each time and stopped on SIGTERM.
+# server started each time and exited with the expected status on SIGTERM.
 #
-# Usage: run.sh TEST_BINARY SERVER [SERVER_ARGS...]
-#   TEST_BINARY  jsclient.test, built by `go test -c` from this directory
-#   SERVER       shoal-server or nats-server; it gets -a 127.0.0.1 -p PORT
-#                -js -sd DIR, then SERVER_ARGS
+# Usage: run.sh [--stop-status N] TEST_BINARY SERVER [SERVER_ARGS...]
+#   --stop-status N  exit status expected from the server after SIGTERM
+#                    (default 0; nats-server 2.9.10 exits with 1)
+#   TEST_BINARY      jsclient.test, built by `go test -c` from this directory
+#   SERVER           shoal-server or nats-server; it gets -a 127.0.0.1
+#                    -p PORT -js -sd DIR, then SERVER_ARGS
 set -u
 
+usage="usage: $0 [--stop-status N] TEST_BINARY SERVER [SERVER_ARGS...]"
+stop_status=0
+if [ "${1:-}" = --stop-status ]; then
+  if [ $# -lt 2 ] || ! [[ $2 =~ ^[0-9]+$ ]]; then
+    echo "$0: missing or invalid number after --stop-status" >&2
+    echo "$usage" >&2
+    exit 2
+  fi
+  stop_status=$2
+  shift 2
+fi
 if [ $# -lt 2 ]; then
-  echo "usage: $0 TEST_BINARY SERVER [SERVER_ARGS...]" >&2
+  echo "$usage" >&2
   exit 2
 fi
 test_binary=$1
@@ -65,7 +78,7 @@ print(s.getsockname()[1])
 s.close()'
 }
 
-# Exit status 0 once the process has ended (a zombie counts as ended).
+# Returns 0 once the process has ended (a zombie counts as ended).
 has_exited() {
   local state
   state=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)
@@ -108,9 +121,12 @@ stop_server() {
   local status=$?
   server_pid=""
   echo "run.sh: server stopped with exit status $status"
-  # nats-server 2.9.10 exits with status 1 after a clean shutdown on
-  # SIGTERM, so only a death by a signal (status above 128) fails.
-  [ "$status" -le 128 ] || fail "server died with signal $((status - 128)) after SIGTERM"
+  if [ "$status" -gt 128 ]; then
+    fail "server died with signal $((status - 128)) after SIGTERM"
+  fi
+  if [ "$status" -ne "$stop_status" ]; then
+    fail "server exited with status $status after SIGTERM, expected $stop_status"
+  fi
 }
 
 run_tests() {
