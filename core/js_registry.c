@@ -167,21 +167,12 @@ void js_registry_remove(struct js_reg_entry *e) {
   free(e);
 }
 
-/* Converts the store's byte count to nats-server 2.9's: it charges each
- * message its subject, header and payload lengths plus 16 bytes in a
- * memory stream (memStoreMsgSize) and 30 in a file stream
- * (fileStoreMsgSizeRaw). */
-static uint64_t nats_server_bytes(enum store_kind kind, const struct store_state *st) {
-  uint64_t overhead = store_msg_bytes(0, 0, 0);
-  uint64_t lengths = st->bytes - st->msgs * overhead;
-  /* NOTE: nats-server adds 4 more bytes for each file message that has
-   * headers; the store keeps no count of those, so they are missing here. */
-  return lengths + st->msgs * (kind == STORE_MEMORY ? 16 : 30);
-}
-
+/* The store counts bytes as nats-server 2.9.10 does (store_msg_bytes), so
+ * stream state and the max_file_store and max_memory_store usage take its
+ * figure as it is. */
 void js_stats_publish(struct js_reg_entry *e, const struct store_state *st) {
   struct js_stats *s = &e->stats;
-  uint64_t bytes = nats_server_bytes(e->storage, st);
+  uint64_t bytes = st->bytes;
   /* Only the owning shard writes bytes, so the difference is exact. */
   int64_t delta = (int64_t)bytes - (int64_t)atomic_load_explicit(&s->bytes, memory_order_relaxed);
   if (delta != 0) atomic_fetch_add_explicit(&js.used_bytes[e->storage], delta, memory_order_relaxed);

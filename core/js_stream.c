@@ -311,14 +311,15 @@ static void store_error(int rc, struct js_err *err, const struct js_stream *st) 
 }
 
 /* True when the server's max_file_store or max_memory_store for the
- * stream's storage is used up. As in nats-server 2.9, the message that
- * crosses the limit is still stored and the next one is rejected.
+ * stream's storage is exceeded. As in nats-server 2.9.10, the message that
+ * crosses the limit is still stored and the next one is rejected, and
+ * usage equal to the limit still takes messages.
  * NOTE: usage counts durable messages only, so the appends of one write
  * group in flight can all pass the check. */
 static bool account_full(const struct js_stream *st) {
   int64_t max = st->cfg.storage == STORE_MEMORY ? server.opts.max_memory_store
                                                 : server.opts.max_file_store;
-  return max >= 0 && atomic_load_explicit(&js.used_bytes[st->cfg.storage], memory_order_relaxed) >= max;
+  return max >= 0 && atomic_load_explicit(&js.used_bytes[st->cfg.storage], memory_order_relaxed) > max;
 }
 
 /* A published message that waits while the store's write buffers are

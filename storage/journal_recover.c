@@ -166,8 +166,8 @@ static int apply_record(struct recovery *r, struct segment *seg, const struct re
     if (v->seq != st->last_seq + 1)
       return corrupt(r, seg->index, offset, "message sequence %llu where %llu was expected",
                      (unsigned long long)v->seq, (unsigned long long)st->last_seq + 1);
-    if (store_index_msg(st, v->seq, (seg->index << 32) | offset, v->length, v->subject,
-                        v->subject_len, v->ts_ns) < 0)
+    if (store_index_msg(st, v->seq, (seg->index << 32) | offset, v->length, v->hdr_len,
+                        v->subject, v->subject_len, v->ts_ns) < 0)
       return -ENOMEM;
     seg->live++;
     return 0;

@@ -28,9 +28,30 @@ int64_t store_now(const struct store *st)
   return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
 }
 
-uint64_t store_msg_bytes(size_t subject_len, size_t hdr_len, size_t data_len)
+/* The figures of nats-server 2.9.10: memStoreMsgSize charges the lengths
+ * plus 16, fileStoreMsgSize the lengths plus 30, and 4 more when the
+ * message has headers. */
+uint64_t store_msg_bytes(enum store_kind kind, size_t subject_len, size_t hdr_len, size_t data_len)
 {
-  return RECORD_OVERHEAD + subject_len + hdr_len + data_len;
+  uint64_t lengths = (uint64_t)subject_len + hdr_len + data_len;
+  if (kind == STORE_MEMORY)
+    return lengths + 16;
+  return lengths + 30 + (hdr_len > 0 ? 4 : 0);
+}
+
+uint64_t store_entry_bytes(const struct store *st, const struct store_entry *e)
+{
+  ASSERT(e->length >= RECORD_OVERHEAD);
+  uint64_t lengths = e->length - RECORD_OVERHEAD;
+  if (st->kind == STORE_MEMORY)
+    return lengths + 16;
+  return lengths + 30 + (e->has_hdr ? 4 : 0);
+}
+
+/* Bytes of a record from its header to its checksum, without padding. */
+static uint32_t record_length(size_t subject_len, size_t hdr_len, size_t data_len)
+{
+  return (uint32_t)(RECORD_OVERHEAD + subject_len + hdr_len + data_len);
 }
 
 static bool filter_all(const char *filter, size_t len)
@@ -100,15 +121,15 @@ void store_ack_fail_all(struct store *st, int res)
 /* Index changes shared by appends, removals and replay */
 
 int store_index_msg(struct store *st, uint64_t seq, uint64_t loc, uint32_t length,
-                    const char *subject, uint16_t subject_len, int64_t ts_ns)
+                    uint32_t hdr_len, const char *subject, uint16_t subject_len, int64_t ts_ns)
 {
-  int rc = index_add(&st->ix, seq, loc, length, subject, subject_len, ts_ns);
+  int rc = index_add(&st->ix, seq, loc, length, hdr_len > 0, subject, subject_len, ts_ns);
   if (rc < 0)
     return rc;
   if (st->msgs == 0)
     st->first_seq = seq;
   st->msgs++;
-  st->bytes += length;
+  st->bytes += store_entry_bytes(st, index_get(&st->ix, seq));
   st->last_seq = seq;
   return 0;
 }
@@ -119,7 +140,7 @@ bool store_remove_seq(struct store *st, uint64_t seq)
   if (!index_remove(&st->ix, seq, &e))
     return false;
   st->msgs--;
-  st->bytes -= e.length;
+  st->bytes -= store_entry_bytes(st, &e);
   if (st->kind == STORE_FILE)
     journal_on_remove(st, e.loc);
   else
@@ -341,7 +362,41 @@ int store_close(struct store *st)
 
 /* Appends */
 
-static int append_check(struct store *st, size_t subject_len, size_t hdr_len, size_t data_len)
+/* Applies the discard-new limits as nats-server 2.9.10's stores do. Its
+ * max_bytes rejects a message once the stored bytes plus the message's
+ * header and payload lengths, not its charged size, reach the limit. A
+ * message whose subject is at max_msgs_per_subject will replace that
+ * subject's oldest message, so it passes max_msgs, and it passes max_bytes
+ * when the replaced message is large enough. Returns 0 or -EDQUOT. */
+static int check_discard_new(struct store *st, const char *subject, size_t subject_len,
+                             size_t hdr_len, size_t data_len)
+{
+  const struct store_limits *l = &st->cfg.limits;
+  struct store_subject *sub = NULL;
+  if (l->max_msgs_per_subject > 0)
+    sub = index_subject(&st->ix, subject, (uint16_t)subject_len);
+  bool replaces = sub != NULL && sub->msgs >= (uint64_t)l->max_msgs_per_subject;
+
+  if (l->max_msgs > 0 && st->msgs >= (uint64_t)l->max_msgs && !replaces)
+    return -EDQUOT;
+
+  uint64_t lengths = (uint64_t)hdr_len + data_len;
+  if (l->max_bytes > 0 && st->bytes + lengths >= (uint64_t)l->max_bytes) {
+    if (!replaces)
+      return -EDQUOT;
+    const struct store_entry *oldest = index_get(&st->ix, index_subject_first(&st->ix, sub));
+    uint64_t freed = store_entry_bytes(st, oldest);
+    /* nats-server's memory store rejects when the freed bytes are fewer
+     * than the lengths, its file store also when they are equal. */
+    bool too_small = st->kind == STORE_MEMORY ? freed < lengths : freed <= lengths;
+    if (too_small)
+      return -EDQUOT;
+  }
+  return 0;
+}
+
+static int append_check(struct store *st, const char *subject, size_t subject_len,
+                        size_t hdr_len, size_t data_len)
 {
   const struct store_limits *l = &st->cfg.limits;
   if (st->failed != 0)
@@ -353,13 +408,8 @@ static int append_check(struct store *st, size_t subject_len, size_t hdr_len, si
   if (st->kind == STORE_FILE && record_size(subject_len, hdr_len, data_len) + 2 * SEGMENT_HEADER_AREA > st->cfg.group_bytes_max)
     return -EMSGSIZE;
 
-  if (l->discard == STORE_DISCARD_NEW) {
-    uint64_t size = store_msg_bytes(subject_len, hdr_len, data_len);
-    if (l->max_msgs > 0 && st->msgs + 1 > (uint64_t)l->max_msgs)
-      return -EDQUOT;
-    if (l->max_bytes > 0 && st->bytes + size > (uint64_t)l->max_bytes)
-      return -EDQUOT;
-  }
+  if (l->discard == STORE_DISCARD_NEW)
+    return check_discard_new(st, subject, subject_len, hdr_len, data_len);
   return 0;
 }
 
@@ -377,7 +427,7 @@ int store_append(struct store *st, const char *subject, size_t subject_len,
                  const void *hdr, size_t hdr_len, const void *data, size_t data_len,
                  int64_t ts_ns, store_on_durable_fn on_durable, void *ctx, uint64_t *seq_out)
 {
-  int rc = append_check(st, subject_len, hdr_len, data_len);
+  int rc = append_check(st, subject, subject_len, hdr_len, data_len);
   if (rc < 0)
     return rc;
   if (ts_ns == 0)
@@ -396,8 +446,9 @@ int store_append(struct store *st, const char *subject, size_t subject_len,
 
   /* The record is in the journal buffer now, so an allocation failure here
    * would leave the index behind it: the store stops taking appends. */
-  uint32_t length = (uint32_t)store_msg_bytes(subject_len, hdr_len, data_len);
-  rc = store_index_msg(st, seq, loc, length, subject, (uint16_t)subject_len, ts_ns);
+  uint32_t length = record_length(subject_len, hdr_len, data_len);
+  rc = store_index_msg(st, seq, loc, length, (uint32_t)hdr_len, subject, (uint16_t)subject_len,
+                       ts_ns);
   if (rc == 0 && on_durable != NULL)
     rc = store_ack_push(st, seq, on_durable, ctx);
   if (rc < 0) {

@@ -33,7 +33,11 @@ enum store_kind {
 
 enum store_discard {
   STORE_DISCARD_OLD = 0,   /* a limit removes the oldest messages */
-  STORE_DISCARD_NEW,       /* a limit rejects the new message with -EDQUOT */
+  /* A limit rejects the new message with -EDQUOT. As in nats-server
+   * 2.9.10, max_bytes rejects once the stored bytes plus the message's
+   * header and payload lengths reach the limit, and a message that
+   * replaces its subject's oldest under max_msgs_per_subject may pass. */
+  STORE_DISCARD_NEW,
 };
 
 enum store_sync_policy {
@@ -144,8 +148,13 @@ struct store_msg {
 
 void store_msg_free(struct store_msg *msg);
 
-/* Size charged against max_bytes for a message with these lengths. */
-uint64_t store_msg_bytes(size_t subject_len, size_t hdr_len, size_t data_len);
+/* Returns the bytes a message with these lengths adds to the stream's byte
+ * count: nats-server 2.9.10's figure for the store kind, so that stream
+ * state, max_bytes and the server's storage limits agree with it. File
+ * stores charge subject, headers and payload plus 30, and 4 more when
+ * there are headers; memory stores the lengths plus 16. The journal
+ * record is larger (RECORD_OVERHEAD plus the lengths, padded). */
+uint64_t store_msg_bytes(enum store_kind kind, size_t subject_len, size_t hdr_len, size_t data_len);
 
 /* Reads the message with sequence seq, verifying its checksum. Returns 0,
  * -ENOENT when it was removed or never stored, -EBADMSG when the bytes

@@ -95,6 +95,9 @@ static int subject_take_id(struct store_index *ix, uint32_t *id)
     *id = ix->free_ids[--ix->free_count];
     return 0;
   }
+  /* Ids must fit in store_entry.subject_id. */
+  if (ix->id_cap > STORE_SUBJECT_ID_MAX / 2)
+    return -ENOMEM;
   uint32_t cap = ix->id_cap ? ix->id_cap * 2 : 64;
   struct store_subject **by = realloc(ix->by_id, cap * sizeof(*by));
   if (by == NULL)
@@ -157,7 +160,7 @@ static void subject_drop(struct store_index *ix, struct store_subject *sub)
   free(sub);
 }
 
-int index_add(struct store_index *ix, uint64_t seq, uint64_t loc, uint32_t length,
+int index_add(struct store_index *ix, uint64_t seq, uint64_t loc, uint32_t length, bool has_hdr,
               const char *subject, uint16_t subject_len, int64_t ts_ns)
 {
   ASSERT(seq == ix->base_seq + ix->count);
@@ -175,7 +178,9 @@ int index_add(struct store_index *ix, uint64_t seq, uint64_t loc, uint32_t lengt
   if (sub == NULL)
     return -ENOMEM;
 
-  ix->entries[ix->count++] = (struct store_entry){loc, length, sub->id, ts_ns};
+  ix->entries[ix->count++] = (struct store_entry){
+    .loc = loc, .length = length, .subject_id = sub->id, .has_hdr = has_hdr, .ts_ns = ts_ns,
+  };
   if (sub->msgs == 0)
     sub->first_seq = seq;
   sub->last_seq = seq;

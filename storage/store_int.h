@@ -14,9 +14,14 @@
 struct store_entry {
   uint64_t loc;
   uint32_t length;         /* record length without padding */
-  uint32_t subject_id;
+  uint32_t subject_id : 31;
+  uint32_t has_hdr : 1;    /* headers change the bytes a file store charges */
   int64_t ts_ns;
 };
+_Static_assert(sizeof(struct store_entry) == 24, "one index entry per sequence stays 24 bytes");
+
+/* Subject ids fit in the 31 bits of store_entry.subject_id. */
+#define STORE_SUBJECT_ID_MAX ((1u << 31) - 1)
 
 struct store_subject {
   char *name;
@@ -50,7 +55,7 @@ void index_free(struct store_index *ix);
 /* Entry of seq, or NULL when outside the index or removed. */
 struct store_entry *index_get(struct store_index *ix, uint64_t seq);
 /* Appends the entry of the next sequence. Returns 0 or -ENOMEM. */
-int index_add(struct store_index *ix, uint64_t seq, uint64_t loc, uint32_t length,
+int index_add(struct store_index *ix, uint64_t seq, uint64_t loc, uint32_t length, bool has_hdr,
               const char *subject, uint16_t subject_len, int64_t ts_ns);
 /* Marks seq removed and updates its subject; returns the removed entry's
  * copy in *out. Returns false when seq was not live. */
@@ -88,7 +93,7 @@ struct store {
   uint64_t first_seq;
   uint64_t last_seq;
   uint64_t msgs;
-  uint64_t bytes;
+  uint64_t bytes;              /* sum of store_msg_bytes() of the live messages */
   int failed;                  /* sticky -errno after an fdatasync failure */
   bool replaying;              /* recovery: changes are not logged again */
 
@@ -117,7 +122,9 @@ uint64_t store_apply_purge(struct store *st, const char *filter, size_t filter_l
                            uint64_t up_to_seq, uint64_t keep);
 /* Adds a message to the index and the counters (append and replay). */
 int store_index_msg(struct store *st, uint64_t seq, uint64_t loc, uint32_t length,
-                    const char *subject, uint16_t subject_len, int64_t ts_ns);
+                    uint32_t hdr_len, const char *subject, uint16_t subject_len, int64_t ts_ns);
+/* The store_msg_bytes() figure of an indexed message. */
+uint64_t store_entry_bytes(const struct store *st, const struct store_entry *e);
 /* Removes messages above seq after a failed write (no callbacks). */
 void store_rollback_to(struct store *st, uint64_t seq);
 /* Applies the limits; returns the number of messages removed. */

@@ -35,6 +35,7 @@
 
 #include "bench/bench_hist.h"
 #include "core/log.h"
+#include "storage/record.h"
 #include "storage/store.h"
 
 #define MSGS_MAX 100000000ull
@@ -373,7 +374,7 @@ static void run_recovery(const struct options *o, const char *work)
     die("out of memory");
   memset(payload, 'r', o->size);
   bench_hist_reset(&r.latency_ns);
-  uint64_t msgs = o->bytes / store_msg_bytes(strlen(SUBJECT), 0, o->size);
+  uint64_t msgs = o->bytes / record_size(strlen(SUBJECT), 0, o->size);
   int64_t fill_start = now_ns();
   append_loop(&r, payload, o->size, o->batch, o->window, fill_start + (int64_t)(o->seconds * 1e9),
               msgs);

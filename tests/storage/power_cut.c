@@ -60,6 +60,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "storage/record.h"
 #include "storage/store.h"
 
 #define SKIP_EXIT 77
@@ -569,7 +570,7 @@ struct round_result {
   uint64_t msgs;           /* messages recovered */
   uint64_t last_seq;
   uint64_t lost_msgs;      /* acknowledged before the copy, and missing */
-  uint64_t lost_bytes;     /* their store_msg_bytes() */
+  uint64_t lost_bytes;     /* their journal record sizes */
 };
 
 /* Repairs the copy as a boot after a power cut would (e2fsck -p replays
@@ -593,7 +594,7 @@ static uint64_t message_bytes(uint64_t seq)
 {
   static uint8_t buf[PAYLOAD_MAX];
   char subject[64];
-  return store_msg_bytes(subject_of(seq, subject, sizeof(subject)), 0, payload_of(seq, buf));
+  return record_size(subject_of(seq, subject, sizeof(subject)), 0, payload_of(seq, buf));
 }
 
 /* Counts the acknowledged messages past the recovered end. The default
