@@ -2070,6 +2070,29 @@ static int apply_store_dir(struct apply *a, const struct conf_entry *e, struct o
   return set_string(a, e->key, e->value, false, &o->store_dir);
 }
 
+/* Reads sync_interval, a nats-server 2.10 key that 2.9 rejects: "always",
+ * or a duration after which written messages are synced. shoal's default
+ * is "always", where nats-server 2.10 defaults to "2m". */
+static int apply_sync_interval(struct apply *a, const struct conf_entry *e, struct opts *o) {
+  static const char expected[] = "\"always\" or a duration such as \"2m\" or \"500ms\"";
+  const struct conf_value *v = e->value;
+  if (v->type == CONF_STRING && strcasecmp(v->as.string.bytes, "always") == 0) {
+    o->sync_interval_ms = 0;
+    return 0;
+  }
+  int64_t ms = 0;
+  if (v->type == CONF_STRING) {
+    int64_t ns;
+    if (parse_go_duration(v->as.string.bytes, &ns) == 0) ms = ns_to_ms(ns);
+  } else if (v->type == CONF_INTEGER) {
+    /* A bare number is seconds, with nats-server's warning. */
+    if (get_duration_ms(a, e->key, v, true, &ms) != 0) return -1;
+  }
+  if (ms <= 0) return invalid_value(a, e->key, v, expected, false);
+  o->sync_interval_ms = ms;
+  return 0;
+}
+
 static int apply_jetstream_key(struct apply *a, const struct conf_entry *e, struct opts *o,
                                bool *enable) {
   if (KEY_IS(e->key, "store", "store_dir", "storedir")) return apply_store_dir(a, e, o);
@@ -2080,6 +2103,7 @@ static int apply_jetstream_key(struct apply *a, const struct conf_entry *e, stru
     return get_storage_size(a, e->key, e->value, &o->max_file_store);
   }
   if (KEY_IS(e->key, "enable", "enabled")) return set_bool(a, e->key, e->value, enable);
+  if (KEY_IS(e->key, "sync", "sync_interval")) return apply_sync_interval(a, e, o);
   if (KEY_IS(e->key, "key", "ek", "encryption_key")) {
     /* Ignoring it would store the data unencrypted. */
     return apply_error(a, e->file, e->line,

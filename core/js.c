@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -427,6 +428,15 @@ static void run_heartbeats(struct js_shard *jsh) {
   }
 }
 
+/* Lowers the shard's wake time to the next fdatasync that a store under
+ * the relaxed sync policy (sync_interval) owes, which store_flush starts. */
+static void wake_for_sync(struct shard *s, const struct store *store) {
+  int64_t due_ns = store_sync_due_ns(store);
+  if (due_ns == 0) return;
+  int64_t wake_ms = s->now_ms + (due_ns + 999999) / 1000000;
+  if (s->hook_wake_ms == 0 || wake_ms < s->hook_wake_ms) s->hook_wake_ms = wake_ms;
+}
+
 /* The per-iteration JetStream work of one shard, in the order the store
  * requires: completions, timers, group commit, then queued messages. */
 static bool js_hook(struct shard *s, void *ctx) {
@@ -451,6 +461,7 @@ static bool js_hook(struct shard *s, void *ctx) {
   js_consumers_run(jsh);
   for (struct js_stream *st = jsh->streams; st != NULL; st = st->next) {
     if (store_busy(st->store)) store_flush(st->store);
+    wake_for_sync(s, st->store);
   }
   io_flush(jsh->io);
   send_outbox(jsh);
@@ -548,6 +559,11 @@ int js_init(void) {
   log_limit("Max Memory:", server.opts.max_memory_store);
   log_limit("Max Storage:", server.opts.max_file_store);
   log_info("  Store Directory: \"%s\"", js.root);
+  if (server.opts.sync_interval_ms > 0)
+    log_info("  Sync Interval:   %" PRId64 " ms (publishes are acknowledged before the sync)",
+             server.opts.sync_interval_ms);
+  else
+    log_info("  Sync Interval:   always (publishes are acknowledged after the sync)");
   log_info("-------------------------------------------");
   js.enabled = true;
   previous_on_start = shard_on_start;

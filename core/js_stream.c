@@ -595,11 +595,16 @@ static void unsubscribe_capture(struct js_stream *st) {
 static int open_store(struct js_stream *st, struct js_err *err) {
   char path[4096];
   snprintf(path, sizeof path, "%s/msgs", st->dir);
+  /* The sync policy is read when the store opens, so a reload that
+   * changes sync_interval applies to streams created or restored later. */
+  int64_t sync_interval_ms = server.opts.sync_interval_ms;
   struct store_config sc = {
       .name = st->cfg.name,
       .kind = st->cfg.storage,
       .dir = st->cfg.storage == STORE_FILE ? path : NULL,
       .io = st->cfg.storage == STORE_FILE ? st->owner->io : NULL,
+      .sync = sync_interval_ms > 0 ? STORE_SYNC_RELAXED : STORE_SYNC_ALWAYS,
+      .sync_interval_ns = sync_interval_ms * 1000000,
   };
   store_limits_of(&st->cfg, &sc.limits);
   struct store_error se;

@@ -82,6 +82,10 @@ struct opts {
   char *store_dir;
   int64_t max_memory_store; /* bytes, -1 = no limit */
   int64_t max_file_store;   /* bytes, -1 = no limit */
+  /* jetstream sync_interval in ms. 0 ("always", shoal's default) acks a
+   * publish after the fdatasync that covers it. Above 0, the ack follows
+   * the write, and an fdatasync runs at most this long later. */
+  int64_t sync_interval_ms;
 
   /* shoal's own. */
   int shard_count;          /* 0 = one per online CPU */

@@ -650,6 +650,15 @@ bool journal_busy(const struct store *st)
   return false;
 }
 
+int64_t journal_sync_due_ns(const struct store *st)
+{
+  const struct journal *j = st->j;
+  if (j->unsynced_bytes == 0)
+    return 0;
+  int64_t left = j->unsynced_since_ns + st->cfg.sync_interval_ns - store_now(st);
+  return left > 0 ? left : 1;
+}
+
 uint64_t journal_segment_count(const struct store *st)
 {
   return st->j->seg_count;

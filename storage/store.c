@@ -485,6 +485,13 @@ bool store_busy(const struct store *st)
   return journal_busy(st);
 }
 
+int64_t store_sync_due_ns(const struct store *st)
+{
+  if (st->kind == STORE_MEMORY || st->failed != 0 || st->cfg.sync != STORE_SYNC_RELAXED)
+    return 0;
+  return journal_sync_due_ns(st);
+}
+
 /* Reads */
 
 void store_msg_free(struct store_msg *msg)

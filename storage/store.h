@@ -130,6 +130,12 @@ int store_flush(struct store *st);
 /* True while appends wait for a flush or a group is in flight. */
 bool store_busy(const struct store *st);
 
+/* Relaxed policy: returns the nanoseconds, at least 1, until the next
+ * fdatasync of written bytes is due, so the shard can wake and call
+ * store_flush() then. Returns 0 when no written bytes wait for one, under
+ * the default policy, for memory stores and after a failure. */
+int64_t store_sync_due_ns(const struct store *st);
+
 /* One message read from the store. Zero-initialize before the first read;
  * the buffer is reused by later reads and freed by store_msg_free(). The
  * pointers are valid until the next read into the same store_msg. */

@@ -143,6 +143,7 @@ int journal_log_purge(struct store *st, const char *filter, size_t filter_len,
 void journal_on_remove(struct store *st, uint64_t loc);
 int journal_flush(struct store *st);
 bool journal_busy(const struct store *st);
+int64_t journal_sync_due_ns(const struct store *st);
 int journal_read(struct store *st, uint64_t loc, uint32_t length, struct store_msg *msg,
                  struct record_view *view);
 uint64_t journal_segment_count(const struct store *st);

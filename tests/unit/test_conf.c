@@ -1100,6 +1100,52 @@ Test(conf_apply, jetstream_forms) {
   opts_free(&o);
 }
 
+/* sync_interval (nats-server 2.10's name, also "sync") takes "always" or a
+ * positive duration. shoal's default is "always". */
+Test(conf_apply, jetstream_sync_interval) {
+  static const struct {
+    const char *text;
+    int64_t ms;
+    int warnings;
+  } cases[] = {
+      {"jetstream {}", 0, 0},
+      {"jetstream { sync_interval: always }", 0, 0},
+      {"jetstream { sync_interval: \"ALWAYS\" }", 0, 0},
+      {"jetstream { sync_interval: \"2m\" }", 120000, 0},
+      {"jetstream { sync_interval: \"250ms\" }", 250, 0},
+      {"jetstream { sync: \"1s\" }", 1000, 0},
+      {"jetstream { sync_interval: \"1us\" }", 1, 0},
+      {"jetstream { sync_interval: 5 }", 5000, 1},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    struct opts o;
+    int warnings = -1;
+    cr_assert_eq(load_text(cases[i].text, &o, &warnings), 0, "%s: %s", cases[i].text, err);
+    cr_assert_eq(o.sync_interval_ms, cases[i].ms, "%s", cases[i].text);
+    cr_assert_eq(warnings, cases[i].warnings, "%s", cases[i].text);
+    cr_assert(o.jetstream);
+    opts_free(&o);
+  }
+}
+
+Test(conf_apply, invalid_sync_interval) {
+  static const char *const values[] = {"\"fast\"", "\"0s\"", "\"-1s\"", "0", "true", "[1]"};
+  static const char *const shown[] = {"\"fast\"", "\"0s\"", "\"-1s\"", "0", "true", "an array"};
+  for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+    char text[128];
+    snprintf(text, sizeof text, "jetstream {\n  sync_interval: %s\n}\n", values[i]);
+    struct opts o;
+    cr_assert_eq(load_text(text, &o, NULL), -1, "%s", values[i]);
+    char expected[256];
+    snprintf(expected, sizeof expected,
+             "test.conf:2: invalid sync_interval: expected \"always\" or a duration such as "
+             "\"2m\" or \"500ms\", got %s",
+             shown[i]);
+    cr_assert_str_eq(err, expected);
+    opts_free(&o);
+  }
+}
+
 Test(conf_apply, authorization_single_user_and_token) {
   struct opts o;
   cr_assert_eq(load_text("authorization { user: alice, password: secret, timeout: 5 }\n", &o,
@@ -1348,6 +1394,8 @@ static const struct fixture_case {
     /* shoal warns where nats-server -t fails: nats-server rejects unknown
      * keys, and -t turns its own warnings into errors. */
     {"warn_unknown_key.conf", false, true, 1, NULL},
+    /* sync_interval is nats-server 2.10's; 2.9.10 rejects it as unknown. */
+    {"valid_sync_interval.conf", false, true, 0, NULL},
     {"warn_integer_duration.conf", false, true, 2, NULL},
 
     {"invalid_unquoted_duration.conf", false, false, 0,
@@ -1382,6 +1430,9 @@ static const struct fixture_case {
      "such file or directory"},
     {"invalid_include_error.conf", false, false, 0,
      "%s/include/broken.conf:2: block starting on line 2 is not closed: expected '}'"},
+    {"invalid_sync_interval.conf", false, false, 0,
+     "%s/invalid_sync_interval.conf:4: invalid sync_interval: expected \"always\" or a duration "
+     "such as \"2m\" or \"500ms\", got \"2 minutes\""},
     {"invalid_jetstream_size.conf", false, false, 0,
      "%s/invalid_jetstream_size.conf:3: invalid max_file_store: expected a size such as 1G (10^9 "
      "bytes), 1GB (2^30 bytes) or the string \"1G\" (2^30 bytes), got \"10GB\""},
@@ -1439,6 +1490,16 @@ Test(conf_fixtures, shoal_verdicts) {
     }
     opts_free(&o);
   }
+}
+
+Test(conf_fixtures, sync_interval_value) {
+  struct opts o;
+  opts_init(&o);
+  cr_assert_eq(conf_load(fixture("valid_sync_interval.conf"), &o, err, sizeof err, NULL), 0, "%s",
+               err);
+  cr_assert_eq(o.sync_interval_ms, 30000);
+  cr_assert_str_eq(o.store_dir, "/var/lib/shoal");
+  opts_free(&o);
 }
 
 /* Runs `nats-server -t -c path` with its output discarded. Returns the
