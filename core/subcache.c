@@ -228,3 +228,24 @@ uint64_t subcache_misses(const struct subcache *c)
 {
   return atomic_load_explicit(&c->misses, memory_order_relaxed);
 }
+
+uint32_t subcache_capacity(const struct subcache *c)
+{
+  return (c->set_mask + 1) * SUBCACHE_WAYS;
+}
+
+uint32_t subcache_stats(const struct subcache *c, struct subcache_stat *out,
+                        uint32_t out_cap)
+{
+  uint64_t generation = sublist_generation(c->sl);
+  uint32_t count = 0;
+  for (uint32_t i = 0; i < subcache_capacity(c) && count < out_cap; i++) {
+    const struct subcache_entry *e = &c->entries[i];
+    if (e->result == NULL || e->generation != generation)
+      continue;
+    out[count].hash = e->hash;
+    out[count].fanout = e->result->plain_count + e->result->group_count;
+    count++;
+  }
+  return count;
+}

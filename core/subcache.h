@@ -29,4 +29,22 @@ const struct sublist_result *subcache_match(struct subcache *c,
 uint64_t subcache_hits(const struct subcache *c);
 uint64_t subcache_misses(const struct subcache *c);
 
+/* The subject hash and fan-out of a result cached for the sublist's
+ * current generation, for monitoring. */
+struct subcache_stat {
+  uint64_t hash;   /* XXH3-64 of the subject */
+  uint32_t fanout; /* plain subscriptions plus queue groups */
+};
+
+/* Returns how many results c can hold. */
+uint32_t subcache_capacity(const struct subcache *c);
+
+/* Copies the hash and fan-out of each result cached for the sublist's
+ * current generation into out, at most out_cap of them, and returns how
+ * many it copied. Fan-out counts a queue group once, as nats-server's
+ * sublist statistics do. Reads the cache without changing it; owning
+ * thread only, because that thread replaces entries. */
+uint32_t subcache_stats(const struct subcache *c, struct subcache_stat *out,
+                        uint32_t out_cap);
+
 #endif

@@ -341,3 +341,56 @@ Test(subcache, capacity_rounding)
   cr_expect_null(subcache_create(sl, SUBCACHE_CAPACITY_MAX + 1));
   sublist_destroy(sl);
 }
+
+static uint32_t stat_fanout(const struct subcache_stat *stats, uint32_t count,
+                            const char *subject)
+{
+  uint64_t hash = XXH3_64bits(subject, strlen(subject));
+  for (uint32_t i = 0; i < count; i++) {
+    if (stats[i].hash == hash)
+      return stats[i].fanout;
+  }
+  cr_assert(false, "\"%s\" is not among the current results", subject);
+  return 0;
+}
+
+Test(subcache, stats_count_current_results)
+{
+  /* Fan-out counts plain subscriptions plus queue groups, each group once
+   * however many members it has. */
+  struct sublist *sl = sublist_create();
+  struct sub *subs[] = {
+      insert_new(sl, "fleet.a", NULL),
+      insert_new(sl, "fleet.*", NULL),
+      insert_new(sl, "fleet.a", "workers"),
+      insert_new(sl, "fleet.>", "workers"),
+      insert_new(sl, "fleet.a", "loggers"),
+  };
+  struct subcache *c = subcache_create(sl, 16);
+  cr_expect_eq(subcache_capacity(c), 16);
+  struct subcache_stat stats[16];
+  cr_expect_eq(subcache_stats(c, stats, 16), 0, "an empty cache has no results");
+
+  cached(c, "fleet.a");
+  cached(c, "fleet.b");
+  cached(c, "nobody");
+  cached(c, "fleet.a");
+  uint32_t count = subcache_stats(c, stats, 16);
+  cr_assert_eq(count, 3, "one result per subject");
+  cr_expect_eq(stat_fanout(stats, count, "fleet.a"), 4);
+  cr_expect_eq(stat_fanout(stats, count, "fleet.b"), 2);
+  cr_expect_eq(stat_fanout(stats, count, "nobody"), 0);
+  cr_expect_eq(subcache_stats(c, stats, 2), 2, "out_cap bounds the copy");
+
+  /* A change leaves every cached result stale. */
+  struct sub *late = insert_new(sl, "late", NULL);
+  cr_expect_eq(subcache_stats(c, stats, 16), 0);
+  cached(c, "fleet.b");
+  cr_expect_eq(subcache_stats(c, stats, 16), 1);
+
+  subcache_destroy(c);
+  for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++)
+    remove_sub(sl, subs[i]);
+  remove_sub(sl, late);
+  sublist_destroy(sl);
+}
