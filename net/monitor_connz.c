@@ -8,6 +8,7 @@
 
 #include "core/server.h"
 #include "core/subject.h"
+#include "core/subcache.h"
 #include "core/sublist.h"
 #include "net/monitor_int.h"
 
@@ -298,11 +299,63 @@ unsigned monitor_connz(struct MHD_Connection *conn, struct monitor_reply *reply)
 
 /* ---- /subsz ---- */
 
+/* The match caches' figures in the form of nats-server's sublist
+ * statistics, which count each cached subject once. A subject is cached on
+ * every shard that matched it (the publisher's and each one that delivered
+ * it), so the shards' results are merged by subject hash: subjects counts
+ * distinct hashes, and each subject's fan-out is counted once. Two
+ * subjects with the same 64-bit hash would count as one.
+ * NOTE: a SUB or UNSUB drops every cached result in shoal, where
+ * nats-server updates its cache in place, so after a subscription change
+ * shoal reports 0 until subjects are published again. */
+struct cache_figures {
+  uint64_t subjects;
+  uint64_t fanout_total;
+  uint32_t fanout_max;
+};
+
+static int compare_stat_hash(const void *pa, const void *pb) {
+  const struct subcache_stat *a = pa, *b = pb;
+  return compare_u64(a->hash, b->hash);
+}
+
+/* Merges the shards' cache results into figures. Returns false when out
+ * of memory. */
+static bool merge_cache_stats(const struct monitor_snapshot *snaps, struct cache_figures *figures) {
+  memset(figures, 0, sizeof *figures);
+  size_t count = 0;
+  for (int i = 0; i < server.shard_count; i++) count += snaps[i].cache_stat_count;
+  struct subcache_stat *all = malloc((count + 1) * sizeof *all);
+  if (all == NULL) return false;
+  size_t n = 0;
+  for (int i = 0; i < server.shard_count; i++) {
+    if (snaps[i].cache_stat_count == 0) continue; /* cache_stats may be NULL */
+    memcpy(all + n, snaps[i].cache_stats, snaps[i].cache_stat_count * sizeof *all);
+    n += snaps[i].cache_stat_count;
+  }
+  qsort(all, n, sizeof *all, compare_stat_hash);
+
+  /* Shards cache a subject's result for the same index generation, so
+   * copies agree. The largest is taken in case a change races the copy. */
+  for (size_t i = 0; i < n;) {
+    uint32_t fanout = all[i].fanout;
+    size_t next = i + 1;
+    for (; next < n && all[next].hash == all[i].hash; next++)
+      if (all[next].fanout > fanout) fanout = all[next].fanout;
+    figures->subjects++;
+    figures->fanout_total += fanout;
+    if (fanout > figures->fanout_max) figures->fanout_max = fanout;
+    i = next;
+  }
+  free(all);
+  return true;
+}
+
 /* nats-server's SublistStats. num_matches and cache_hit_rate come from the
- * shards' match caches, num_inserts and num_removes from the index.
- * TODO: num_cache, max_fanout and avg_fanout stay 0 until the caches count
- * their entries and fan-out. */
-static cJSON *sublist_stats(const struct monitor_snapshot *snaps, bool account_known) {
+ * shards' match cache counters, num_cache and the fan-out from the results
+ * they hold, num_inserts and num_removes from the index. */
+static cJSON *sublist_stats(const struct monitor_snapshot *snaps, const struct cache_figures *cache,
+                            bool account_known) {
   uint64_t hits = 0, misses = 0;
   for (int i = 0; i < server.shard_count; i++) {
     hits += snaps[i].cache_hits;
@@ -310,7 +363,7 @@ static cJSON *sublist_stats(const struct monitor_snapshot *snaps, bool account_k
   }
   cJSON *st = cJSON_CreateObject();
   monitor_json_add_uint(st, "num_subscriptions", account_known ? sublist_count(server.sublist) : 0);
-  monitor_json_add_uint(st, "num_cache", 0);
+  monitor_json_add_uint(st, "num_cache", account_known ? cache->subjects : 0);
   uint64_t inserts = 0, removes = 0;
   if (account_known) sublist_changes(server.sublist, &inserts, &removes);
   monitor_json_add_uint(st, "num_inserts", inserts);
@@ -318,8 +371,11 @@ static cJSON *sublist_stats(const struct monitor_snapshot *snaps, bool account_k
   monitor_json_add_uint(st, "num_matches", account_known ? hits + misses : 0);
   double rate = account_known && hits + misses > 0 ? (double)hits / (double)(hits + misses) : 0;
   cJSON_AddNumberToObject(st, "cache_hit_rate", rate);
-  monitor_json_add_uint(st, "max_fanout", 0);
-  cJSON_AddNumberToObject(st, "avg_fanout", 0);
+  monitor_json_add_uint(st, "max_fanout", account_known ? cache->fanout_max : 0);
+  /* As nats-server computes it: 0 when no cached result has a subscriber. */
+  double average = account_known && cache->fanout_total > 0
+                       ? (double)cache->fanout_total / (double)cache->subjects : 0;
+  cJSON_AddNumberToObject(st, "avg_fanout", average);
   return st;
 }
 
@@ -372,10 +428,17 @@ unsigned monitor_subsz(struct MHD_Connection *conn, struct monitor_reply *reply)
   const char *account = monitor_arg(conn, "acc");
   bool account_known = account == NULL || strcmp(account, MONITOR_GLOBAL_ACCOUNT) == 0;
 
-  struct monitor_snapshot want = {.want_subs = subs && account_known, .test_subject = test};
+  struct monitor_snapshot want = {.want_subs = subs && account_known,
+                                  .want_cache_stats = account_known,
+                                  .test_subject = test};
   struct monitor_snapshot *snaps = monitor_gather_all(&want, reply);
   if (snaps == NULL) return reply->status;
-  cJSON *stats = sublist_stats(snaps, account_known);
+  struct cache_figures cache;
+  if (!merge_cache_stats(snaps, &cache)) {
+    monitor_snapshot_free(snaps);
+    return monitor_reply_text(reply, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+  }
+  cJSON *stats = sublist_stats(snaps, &cache, account_known);
   cJSON *full = subs ? subsz_with_list(snaps, stats, offset, limit) : NULL;
   monitor_snapshot_free(snaps);
   if (full != NULL) {

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Snapshots of connections and subscriptions for /connz and /subsz. Each
- * shard copies its own clients on its thread through the control mailbox,
- * between two loop iterations, so no lock is added to the message path and
- * the HTTP thread never reads a struct client. The copy is O(connections +
+/* Snapshots of connections, subscriptions and match-cache figures for
+ * /connz and /subsz. Each shard copies its own clients and its cache's
+ * figures on its thread, through the control mailbox between two loop
+ * iterations. So no lock is added to the message path, and the HTTP thread
+ * never reads a struct client. The copy is O(connections +
  * subscriptions) of the shard, and the shard serves no I/O meanwhile. */
 #include <errno.h>
 #include <stdio.h>
@@ -105,12 +106,24 @@ static void copy_conn(struct monitor_snapshot *snap, const struct client *c) {
   out->sub_len = snap->want_conn_subs ? copy_client_subs(snap, c) : 0;
 }
 
+/* Copies the hash and fan-out of the match cache's current results. */
+static void copy_cache_stats(struct monitor_snapshot *snap, const struct subcache *cache) {
+  uint32_t capacity = subcache_capacity(cache);
+  snap->cache_stats = malloc((size_t)capacity * sizeof *snap->cache_stats);
+  if (snap->cache_stats == NULL) {
+    snap->out_of_memory = true;
+    return;
+  }
+  snap->cache_stat_count = subcache_stats(cache, snap->cache_stats, capacity);
+}
+
 void monitor_gather_on_shard(struct shard *s, void *arg) {
   struct monitor_snapshot *snap = arg;
   snap->answered = true;
   if (s->cache != NULL) {
     snap->cache_hits = subcache_hits(s->cache);
     snap->cache_misses = subcache_misses(s->cache);
+    if (snap->want_cache_stats) copy_cache_stats(snap, s->cache);
   }
   if (snap->want_conns && snap->cid == 0) {
     snap->conns = malloc((s->client_count + 1) * sizeof *snap->conns);
@@ -140,6 +153,7 @@ struct monitor_snapshot *monitor_gather_all(const struct monitor_snapshot *templ
     snaps[i].want_conns = templ->want_conns;
     snaps[i].want_conn_subs = templ->want_conn_subs;
     snaps[i].want_subs = templ->want_subs;
+    snaps[i].want_cache_stats = templ->want_cache_stats;
     snaps[i].cid = templ->cid;
     snaps[i].test_subject = templ->test_subject;
   }
@@ -170,6 +184,7 @@ void monitor_snapshot_free(struct monitor_snapshot *snaps) {
   for (int i = 0; i < server.shard_count; i++) {
     free(snaps[i].conns);
     free(snaps[i].subs);
+    free(snaps[i].cache_stats);
     buf_free(&snaps[i].strings);
   }
   free(snaps);

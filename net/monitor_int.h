@@ -16,6 +16,7 @@
 
 struct shard;
 struct shard_stats;
+struct subcache_stat;
 
 /* Connections and subscriptions listed by default, as in nats-server. */
 #define MONITOR_DEFAULT_LIST_LIMIT 1024
@@ -163,6 +164,7 @@ struct monitor_snapshot {
   bool want_conns;          /* fill conns */
   bool want_conn_subs;      /* with each connection's subscriptions */
   bool want_subs;           /* fill subs with every subscription (for /subsz) */
+  bool want_cache_stats;    /* fill cache_stats (for /subsz) */
   uint64_t cid;             /* only this connection, 0 for all */
   const char *test_subject; /* /subsz: only subscriptions matching it, or NULL */
 
@@ -172,6 +174,8 @@ struct monitor_snapshot {
   uint32_t open_count;      /* open connections on the shard */
   uint64_t cache_hits;      /* the shard's match cache */
   uint64_t cache_misses;
+  struct subcache_stat *cache_stats; /* the match cache's current results */
+  uint32_t cache_stat_count;
   struct monitor_conn *conns;
   uint32_t conn_count, conn_cap;
   struct monitor_sub *subs;

@@ -473,6 +473,58 @@ HARNESS_TEST(monitor, subsz_counts_subscriptions) {
   end_traffic(&t);
 }
 
+/* num_cache counts the subjects published to, each with a cached match
+ * result. The fan-out counts each result's plain subscriptions plus its
+ * queue groups, as nats-server's sublist statistics do. fan.one has 1,
+ * fan.three 3 (two plain subscriptions and one group of two members) and
+ * fan.none 0, so the maximum is 3 and the average 4/3. acc=$G leaves out
+ * nats-server's system account, whose events are cached too. */
+HARNESS_TEST(monitor, subsz_cache_fanout) {
+  int http = start_monitored(NULL, NULL);
+  natsConnection *a = connect_named("fan-a");
+  natsConnection *b = connect_named("fan-b");
+  natsConnection *pub = connect_named("fan-pub");
+  natsSubscription *one, *three_a, *three_b, *group_a, *group_b;
+  cr_assert_eq(natsConnection_SubscribeSync(&one, a, "fan.one"), NATS_OK);
+  cr_assert_eq(natsConnection_SubscribeSync(&three_a, a, "fan.three"), NATS_OK);
+  cr_assert_eq(natsConnection_SubscribeSync(&three_b, b, "fan.three"), NATS_OK);
+  cr_assert_eq(natsConnection_QueueSubscribeSync(&group_a, a, "fan.three", "q"), NATS_OK);
+  cr_assert_eq(natsConnection_QueueSubscribeSync(&group_b, b, "fan.three", "q"), NATS_OK);
+  cr_assert_eq(natsConnection_Flush(a), NATS_OK);
+  cr_assert_eq(natsConnection_Flush(b), NATS_OK);
+
+  static const char *const subjects[] = {"fan.one", "fan.three", "fan.none"};
+  for (size_t i = 0; i < sizeof(subjects) / sizeof(subjects[0]); i++)
+    cr_assert_eq(natsConnection_PublishString(pub, subjects[i], "x"), NATS_OK);
+  cr_assert_eq(natsConnection_Flush(pub), NATS_OK);
+  natsMsg_Destroy(harness_next_msg(one));
+  natsMsg_Destroy(harness_next_msg(three_a));
+  natsMsg_Destroy(harness_next_msg(three_b));
+
+  const char *paths[] = {"/subsz?acc=%24G", "/subsz"};
+  size_t path_count = harness_is_reference() ? 1 : 2;
+  for (size_t i = 0; i < path_count; i++) {
+    cJSON *z = get_json(http, paths[i]);
+    cr_expect_eq(number(z, "num_cache"), 3, "GET %s", paths[i]);
+    cr_expect_eq(number(z, "max_fanout"), 3, "GET %s", paths[i]);
+    double average = number(z, "avg_fanout");
+    cr_expect(average > 4.0 / 3 - 1e-9 && average < 4.0 / 3 + 1e-9,
+              "GET %s: avg_fanout %f, expected 4/3", paths[i], average);
+    cJSON_Delete(z);
+  }
+
+  /* An unknown account has no cache. */
+  cJSON *z = get_json(http, "/subsz?acc=nobody");
+  cr_expect_eq(number(z, "num_cache"), 0);
+  cr_expect_eq(number(z, "max_fanout"), 0);
+  cr_expect_eq(number(z, "avg_fanout"), 0);
+  cJSON_Delete(z);
+
+  natsSubscription *all[] = {one, three_a, three_b, group_a, group_b};
+  for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+    natsSubscription_Destroy(all[i]);
+}
+
 /* ---- /healthz, /jsz, /routez, paths and methods ---- */
 
 HARNESS_TEST(monitor, healthz_ok) {
