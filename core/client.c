@@ -28,6 +28,7 @@
 #include "core/subject.h"
 #include "core/sublist.h"
 #include "net/backend.h"
+#include "net/monitor.h"
 
 static const char *const close_reason_text[] = {
     [CLOSE_CLIENT] = "Client Closed",
@@ -432,6 +433,7 @@ void client_close(struct client *c, enum client_close_reason reason, bool flush)
   }
   if (c->state == CLIENT_OPEN) {
     c->close_reason = reason;
+    monitor_closed_add(c); /* before the subscriptions go */
     remove_all_subs(c);
     atomic_fetch_sub(&server.connections, 1);
     log_debug("%s:%d - cid:%" PRIu64 " - Client connection closed: %s", c->ip, c->port,

@@ -15,6 +15,7 @@
 
 struct backend_ops;
 struct client;
+struct monitor_closed_ring;
 struct subcache;
 
 /* Ring entry types. */
@@ -110,6 +111,7 @@ struct shard {
   struct shard_overflow *overflow; /* overflow[dst], in order before new entries */
   struct shard_batch **batch;      /* batch[dst]: small messages not sent yet */
   struct subcache *cache;
+  struct monitor_closed_ring *closed; /* recently closed connections, for /connz */
   struct client *clients;    /* every open or closing connection */
   struct client *dirty;      /* connections with output to flush */
   struct client *reap;       /* closed connections to free */

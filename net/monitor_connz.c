@@ -108,6 +108,12 @@ static int compare_u64(uint64_t a, uint64_t b) { return a < b ? -1 : a > b; }
 
 static int compare_i64(int64_t a, int64_t b) { return a < b ? -1 : a > b; }
 
+/* Returns when c's uptime and idle time end: now while c is open, else
+ * its stop time. */
+static int64_t end_ms(const struct monitor_conn *c, int64_t now_ms) {
+  return c->closed ? c->stop_ms : now_ms;
+}
+
 static int compare_conns(const void *pa, const void *pb, void *arg) {
   const struct sort_context *ctx = arg;
   const struct monitor_conn *a = ((const struct conn_ref *)pa)->conn;
@@ -124,9 +130,18 @@ static int compare_conns(const void *pa, const void *pb, void *arg) {
   /* Longest idle first. nats-server 2.9.10 compares last activity minus
    * start here, which orders by time active instead. This follows the
    * documented meaning, which later nats-server versions adopted. */
-  case SORT_IDLE: c = compare_i64(a->last_activity_ms, b->last_activity_ms); break;
+  case SORT_IDLE:
+    c = compare_i64(end_ms(b, ctx->now_ms) - b->last_activity_ms,
+                    end_ms(a, ctx->now_ms) - a->last_activity_ms);
+    break;
   /* Shortest uptime first, as nats-server 2.9.10 sorts it. */
-  case SORT_UPTIME: c = compare_i64(ctx->now_ms - a->start_ms, ctx->now_ms - b->start_ms); break;
+  case SORT_UPTIME:
+    c = compare_i64(end_ms(a, ctx->now_ms) - a->start_ms, end_ms(b, ctx->now_ms) - b->start_ms);
+    break;
+  /* Only closed connections are sorted by these: the latest stop first,
+   * and reasons in byte order. */
+  case SORT_STOP: c = compare_i64(b->stop_ms, a->stop_ms); break;
+  case SORT_REASON: c = strcmp(a->reason, b->reason); break;
   default: break;
   }
   return c != 0 ? c : compare_u64(a->cid, b->cid);
@@ -158,9 +173,12 @@ static void add_conn_subs(cJSON *ci, const struct conn_ref *ref, const struct co
   if (c->sub_len == 0 || (!o->subs && !o->subs_detail)) return;
   cJSON *list = cJSON_AddArrayToObject(ci, o->subs_detail ? "subscriptions_list_detail"
                                                           : "subscriptions_list");
+  /* nats-server 2.9.10 names the account in a closed connection's
+   * subscriptions, which it keeps in the form /subsz lists them. */
+  const char *account = c->closed ? MONITOR_GLOBAL_ACCOUNT : NULL;
   for (uint32_t i = 0; i < c->sub_len; i++) {
     const struct monitor_sub *sub = &ref->snap->subs[c->sub_first + i];
-    if (o->subs_detail) cJSON_AddItemToArray(list, sub_detail(ref->snap, sub, NULL));
+    if (o->subs_detail) cJSON_AddItemToArray(list, sub_detail(ref->snap, sub, account));
     else
       cJSON_AddItemToArray(list,
                            cJSON_CreateString(monitor_snapshot_string(ref->snap, sub->subject)));
@@ -181,11 +199,17 @@ static cJSON *conn_info(const struct conn_ref *ref, const struct connz_options *
   cJSON_AddStringToObject(ci, "start", text);
   monitor_format_time(monitor_wall_from_mono(c->last_activity_ms), text, sizeof text);
   cJSON_AddStringToObject(ci, "last_activity", text);
+  if (c->closed) {
+    monitor_format_time(monitor_wall_from_mono(c->stop_ms), text, sizeof text);
+    cJSON_AddStringToObject(ci, "stop", text);
+    cJSON_AddStringToObject(ci, "reason", c->reason);
+  }
   monitor_format_go_duration(c->rtt_ns, text, sizeof text);
   cJSON_AddStringToObject(ci, "rtt", text);
-  monitor_format_uptime((now_mono_ms - c->start_ms) * 1000000, text, sizeof text);
+  int64_t end = end_ms(c, now_mono_ms);
+  monitor_format_uptime((end - c->start_ms) * 1000000, text, sizeof text);
   cJSON_AddStringToObject(ci, "uptime", text);
-  monitor_format_uptime((now_mono_ms - c->last_activity_ms) * 1000000, text, sizeof text);
+  monitor_format_uptime((end - c->last_activity_ms) * 1000000, text, sizeof text);
   cJSON_AddStringToObject(ci, "idle", text);
   monitor_json_add_uint(ci, "pending_bytes", c->pending_bytes);
   monitor_json_add_uint(ci, "in_msgs", c->in_msgs);
@@ -254,43 +278,40 @@ unsigned monitor_connz(struct MHD_Connection *conn, struct monitor_reply *reply)
   struct connz_options o;
   if (!parse_connz_options(conn, &o, reply)) return reply->status;
   int64_t now_mono_ms = server_now_ms();
-  cJSON *z = connz_header(monitor_wall_now_ns());
 
-  /* NOTE: closed connections are not kept yet, so state=closed lists none
-   * and state=all lists the open ones. */
-  if (o.state == STATE_CLOSED) {
-    connz_page(z, NULL, 0, 0, &o, now_mono_ms);
-    return monitor_reply_json(conn, reply, z, false);
-  }
-
-  struct monitor_snapshot want = {.want_conns = true,
+  /* With a cid and state=all, nats-server 2.9.10 looks among the closed
+   * connections only. shoal looks among both, as state=all promises. */
+  struct monitor_snapshot want = {.want_conns = o.state != STATE_CLOSED,
+                                  .want_closed = o.state != STATE_OPEN,
                                   .want_conn_subs = o.subs || o.subs_detail,
                                   .cid = o.cid};
   struct monitor_snapshot *snaps = monitor_gather_all(&want, reply);
-  if (snaps == NULL) {
-    cJSON_Delete(z);
-    return reply->status;
-  }
-  uint64_t open = 0;
+  if (snaps == NULL) return reply->status;
+  uint64_t open = 0, closed = 0;
   size_t gathered = 0;
   for (int i = 0; i < server.shard_count; i++) {
     open += snaps[i].open_count;
+    closed += snaps[i].closed_count;
     gathered += snaps[i].conn_count;
   }
   struct conn_ref *refs = calloc(gathered + 1, sizeof *refs);
   if (refs == NULL) {
     monitor_snapshot_free(snaps);
-    cJSON_Delete(z);
     return monitor_reply_text(reply, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
   }
   size_t selected = select_conns(snaps, &o, refs);
   struct sort_context sort = {.key = o.sort, .now_ms = now_mono_ms};
   qsort_r(refs, selected, sizeof *refs, compare_conns, &sort);
 
-  /* With a cid, nats-server still counts every open connection in total;
-   * with the other filters, total counts the connections they keep. */
+  /* With a cid, nats-server still counts every connection of the state in
+   * total. With the other filters, total counts the connections they keep.
+   * Closed connections count while their records are kept. */
   bool filtered = o.account != NULL || o.user != NULL || o.mqtt_client != NULL;
-  uint64_t total = o.cid == 0 && filtered ? selected : open;
+  uint64_t in_state = o.state == STATE_OPEN     ? open
+                      : o.state == STATE_CLOSED ? closed
+                                                : open + closed;
+  uint64_t total = o.cid == 0 && filtered ? selected : in_state;
+  cJSON *z = connz_header(monitor_wall_now_ns());
   connz_page(z, refs, selected, total, &o, now_mono_ms);
   free(refs);
   monitor_snapshot_free(snaps);

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Snapshots of connections, subscriptions and match-cache figures for
- * /connz and /subsz. Each shard copies its own clients and its cache's
- * figures on its thread, through the control mailbox between two loop
- * iterations. So no lock is added to the message path, and the HTTP thread
- * never reads a struct client. The copy is O(connections +
- * subscriptions) of the shard, and the shard serves no I/O meanwhile. */
+ * /connz and /subsz. Each shard copies its own clients, its records of
+ * closed connections and its cache's figures on its thread, through the
+ * control mailbox between two loop iterations. So no lock is added to the
+ * message path, and the HTTP thread never reads a struct client. The copy
+ * is O(connections + subscriptions) of the shard, and the shard serves no
+ * I/O meanwhile. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,9 +21,7 @@
 #include "core/subject.h"
 #include "net/monitor_int.h"
 
-/* Adds a NUL-terminated copy of text to the pool. Returns its offset, or
- * MONITOR_NO_STRING for NULL text or when out of memory (flagged). */
-static uint32_t pool_add(struct monitor_snapshot *snap, const char *text) {
+uint32_t monitor_snapshot_add_string(struct monitor_snapshot *snap, const char *text) {
   if (text == NULL) return MONITOR_NO_STRING;
   size_t offset = snap->strings.len;
   if (offset >= MONITOR_NO_STRING || buf_append(&snap->strings, text, strlen(text) + 1) != 0) {
@@ -43,15 +42,32 @@ static bool grow(void **items, uint32_t *cap, uint32_t count, size_t size) {
   return true;
 }
 
-static void copy_sub(struct monitor_snapshot *snap, const struct sub *sub, uint64_t cid) {
+struct monitor_conn *monitor_snapshot_add_conn(struct monitor_snapshot *snap) {
+  if (!grow((void **)&snap->conns, &snap->conn_cap, snap->conn_count, sizeof *snap->conns)) {
+    snap->out_of_memory = true;
+    return NULL;
+  }
+  struct monitor_conn *out = &snap->conns[snap->conn_count++];
+  memset(out, 0, sizeof *out);
+  return out;
+}
+
+struct monitor_sub *monitor_snapshot_add_sub(struct monitor_snapshot *snap) {
   if (!grow((void **)&snap->subs, &snap->sub_cap, snap->sub_count, sizeof *snap->subs)) {
     snap->out_of_memory = true;
-    return;
+    return NULL;
   }
   struct monitor_sub *out = &snap->subs[snap->sub_count++];
-  out->subject = pool_add(snap, sub->subject);
-  out->queue = pool_add(snap, sub->queue);
-  out->sid = pool_add(snap, sub->sid);
+  memset(out, 0, sizeof *out);
+  return out;
+}
+
+static void copy_sub(struct monitor_snapshot *snap, const struct sub *sub, uint64_t cid) {
+  struct monitor_sub *out = monitor_snapshot_add_sub(snap);
+  if (out == NULL) return;
+  out->subject = monitor_snapshot_add_string(snap, sub->subject);
+  out->queue = monitor_snapshot_add_string(snap, sub->queue);
+  out->sid = monitor_snapshot_add_string(snap, sub->sid);
   out->msgs = sub->delivered;
   out->max = sub->max_msgs;
   out->cid = cid;
@@ -78,12 +94,8 @@ static uint32_t copy_client_subs(struct monitor_snapshot *snap, const struct cli
 }
 
 static void copy_conn(struct monitor_snapshot *snap, const struct client *c) {
-  if (!grow((void **)&snap->conns, &snap->conn_cap, snap->conn_count, sizeof *snap->conns)) {
-    snap->out_of_memory = true;
-    return;
-  }
-  struct monitor_conn *out = &snap->conns[snap->conn_count++];
-  memset(out, 0, sizeof *out);
+  struct monitor_conn *out = monitor_snapshot_add_conn(snap);
+  if (out == NULL) return;
   out->cid = c->cid;
   snprintf(out->ip, sizeof out->ip, "%s", c->ip);
   out->port = c->port;
@@ -96,12 +108,12 @@ static void copy_conn(struct monitor_snapshot *snap, const struct client *c) {
   out->in_bytes = c->bytes_in;
   out->out_bytes = c->bytes_out;
   out->sub_count = c->subs.count;
-  out->name = pool_add(snap, c->name);
-  out->lang = pool_add(snap, c->lang);
-  out->version = pool_add(snap, c->version);
+  out->name = monitor_snapshot_add_string(snap, c->name);
+  out->lang = monitor_snapshot_add_string(snap, c->lang);
+  out->version = monitor_snapshot_add_string(snap, c->version);
   /* TODO: name the user of --user or of a single authorization user too;
    * connections keep only the entry of a users list. */
-  out->user = pool_add(snap, c->user != NULL ? c->user->user : NULL);
+  out->user = monitor_snapshot_add_string(snap, c->user != NULL ? c->user->user : NULL);
   out->sub_first = snap->sub_count;
   out->sub_len = snap->want_conn_subs ? copy_client_subs(snap, c) : 0;
 }
@@ -131,7 +143,8 @@ void monitor_gather_on_shard(struct shard *s, void *arg) {
   }
 
   /* The list contains closing and closed connections too. Only open ones
-   * are listed and counted, matching server.connections and /varz. */
+   * are listed and counted, matching server.connections and /varz. The
+   * closed ones are listed from the records kept when they closed. */
   for (const struct client *c = s->clients; c != NULL; c = c->next) {
     if (c->state != CLIENT_OPEN) continue;
     snap->open_count++;
@@ -139,6 +152,7 @@ void monitor_gather_on_shard(struct shard *s, void *arg) {
     if (snap->want_conns) copy_conn(snap, c);
     if (snap->want_subs) copy_client_subs(snap, c);
   }
+  if (snap->want_closed) monitor_closed_copy(s, snap);
 }
 
 struct monitor_snapshot *monitor_gather_all(const struct monitor_snapshot *templ,
@@ -151,6 +165,7 @@ struct monitor_snapshot *monitor_gather_all(const struct monitor_snapshot *templ
   }
   for (int i = 0; i < n; i++) {
     snaps[i].want_conns = templ->want_conns;
+    snaps[i].want_closed = templ->want_closed;
     snaps[i].want_conn_subs = templ->want_conn_subs;
     snaps[i].want_subs = templ->want_subs;
     snaps[i].want_cache_stats = templ->want_cache_stats;

@@ -24,6 +24,9 @@ struct subcache_stat;
 #define MONITOR_SHARD_TIMEOUT_MS 2000
 /* An absent string in a snapshot's string pool. */
 #define MONITOR_NO_STRING UINT32_MAX
+/* Closed connections kept for /connz, across all shards: nats-server
+ * 2.9.10's default (DEFAULT_MAX_CLOSED_CLIENTS). */
+#define MONITOR_CLOSED_MAX 10000
 
 /* The response to one request. body is malloc'd and owned by the reply. */
 struct monitor_reply {
@@ -136,10 +139,11 @@ struct monitor_sub {
   uint64_t cid;
 };
 
-/* One open connection. Times are CLOCK_MONOTONIC milliseconds. name, lang,
- * version and user are string-pool offsets or MONITOR_NO_STRING. Its
- * subscriptions, when requested, are subs[sub_first, sub_first + sub_len)
- * of the same snapshot. */
+/* One open or closed connection. Times are CLOCK_MONOTONIC milliseconds.
+ * name, lang, version and user are string-pool offsets or
+ * MONITOR_NO_STRING. Its subscriptions, when requested, are
+ * subs[sub_first, sub_first + sub_len) of the same snapshot. A closed
+ * connection's figures are those at the moment it closed. */
 struct monitor_conn {
   uint64_t cid;
   char ip[64];
@@ -153,6 +157,9 @@ struct monitor_conn {
   uint32_t name, lang, version;
   uint32_t user;            /* the authorized user of a users list */
   uint32_t sub_first, sub_len;
+  bool closed;
+  int64_t stop_ms;          /* closed: when it closed */
+  const char *reason;       /* closed: nats-server's text for the reason, static */
 };
 
 /* What one shard copies. The HTTP thread sets the inputs, and
@@ -161,7 +168,8 @@ struct monitor_conn {
  * monitor_snapshot_free(). */
 struct monitor_snapshot {
   /* Inputs. */
-  bool want_conns;          /* fill conns */
+  bool want_conns;          /* fill conns with the open connections */
+  bool want_closed;         /* fill conns with the closed ones the shard keeps */
   bool want_conn_subs;      /* with each connection's subscriptions */
   bool want_subs;           /* fill subs with every subscription (for /subsz) */
   bool want_cache_stats;    /* fill cache_stats (for /subsz) */
@@ -172,6 +180,7 @@ struct monitor_snapshot {
   bool answered;            /* the shard ran the request */
   bool out_of_memory;       /* the lists are incomplete */
   uint32_t open_count;      /* open connections on the shard */
+  uint32_t closed_count;    /* closed connections the shard keeps */
   uint64_t cache_hits;      /* the shard's match cache */
   uint64_t cache_misses;
   struct subcache_stat *cache_stats; /* the match cache's current results */
@@ -199,6 +208,27 @@ void monitor_snapshot_free(struct monitor_snapshot *snaps);
 
 /* Returns the string at offset in snap's pool, or NULL for MONITOR_NO_STRING. */
 const char *monitor_snapshot_string(const struct monitor_snapshot *snap, uint32_t offset);
+
+/* Add to a snapshot on the shard's thread. monitor_snapshot_add_string()
+ * returns the copy's offset in the pool, or MONITOR_NO_STRING for NULL
+ * text. monitor_snapshot_add_conn() and monitor_snapshot_add_sub() return
+ * a zeroed element at the end of conns or subs. When memory runs out, they
+ * set snap->out_of_memory and return MONITOR_NO_STRING or NULL. */
+uint32_t monitor_snapshot_add_string(struct monitor_snapshot *snap, const char *text);
+struct monitor_conn *monitor_snapshot_add_conn(struct monitor_snapshot *snap);
+struct monitor_sub *monitor_snapshot_add_sub(struct monitor_snapshot *snap);
+
+/* ---- Closed connections (net/monitor_closed.c). ---- */
+
+/* Returns how many closed connections each of shard_count shards keeps:
+ * MONITOR_CLOSED_MAX shared evenly, at least one. */
+uint32_t monitor_closed_capacity(int shard_count);
+
+/* Copies the records of shard s's closed connections, oldest first, into
+ * snap->conns (only the one with snap->cid when it is not 0), with their
+ * subscriptions when snap->want_conn_subs is set, and sets
+ * snap->closed_count. Runs on s's thread, from monitor_gather_on_shard(). */
+void monitor_closed_copy(const struct shard *s, struct monitor_snapshot *snap);
 
 /* ---- Endpoints. Each fills reply and returns its status. ---- */
 

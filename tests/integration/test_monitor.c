@@ -400,24 +400,247 @@ HARNESS_TEST(monitor, connz_rejects_bad_options) {
   }
 }
 
-/* nats-server keeps closed connections for state=closed. shoal does not
- * keep them yet and lists none. */
-HARNESS_TEST(monitor, connz_state_closed) {
-  int http = start_monitored(NULL, NULL);
-  natsConnection *closed = connect_named("gone");
-  harness_disconnect(closed);
-  connect_named("open");
+/* ---- Closed connections ---- */
+
+/* Connections closed by connz_state_closed, each with one subscription. */
+#define CLOSED_COUNT 3
+/* A payload and count that pass a max_pending of 128 KiB many times over,
+ * beyond what the socket buffers of a stalled reader absorb. nats-server
+ * requires max_payload to be at most max_pending, and the payload fits
+ * max_payload exactly. */
+#define FLOOD_PAYLOAD_BYTES (64 * 1024)
+#define FLOOD_COUNT 256
+
+/* Returns the connection of /connz's list whose cid is cid, or NULL. */
+static const cJSON *conn_with_cid(const cJSON *connz, double cid) {
+  const cJSON *c;
+  cJSON_ArrayForEach(c, array(connz, "connections")) {
+    if (number(c, "cid") == cid)
+      return c;
+  }
+  return NULL;
+}
+
+/* Returns the connection of /connz's list whose client port is port, or
+ * NULL. */
+static const cJSON *conn_with_port(const cJSON *connz, int port) {
+  const cJSON *c;
+  cJSON_ArrayForEach(c, array(connz, "connections")) {
+    if (number(c, "port") == port)
+      return c;
+  }
+  return NULL;
+}
+
+/* Returns whether /connz?state=closed on the server at http lists a
+ * connection whose field key is the number value, or the string text when
+ * text is not NULL. */
+static bool closed_listed(int http, const char *key, double value, const char *text) {
   cJSON *z = get_json(http, "/connz?state=closed");
-  const cJSON *list = array(z, "connections");
-  if (harness_is_reference()) {
-    cr_expect_not_null(conn_named(z, "gone"));
-    cr_expect_null(conn_named(z, "open"));
-  } else {
-    cr_expect_eq(cJSON_GetArraySize(list), 0);
+  bool found = false;
+  const cJSON *c;
+  cJSON_ArrayForEach(c, array(z, "connections")) {
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(c, key);
+    if (text ? cJSON_IsString(f) && strcmp(f->valuestring, text) == 0
+             : cJSON_IsNumber(f) && f->valuedouble == value)
+      found = true;
   }
   cJSON_Delete(z);
+  return found;
+}
+
+/* Waits until the server at http lists a closed connection that
+ * closed_listed() matches. A server records a close once it notices it, a
+ * moment after the client closed. */
+static void wait_closed(int http, const char *key, double value, const char *text) {
+  for (int i = 0; i < 500; i++) {
+    if (closed_listed(http, key, value, text))
+      return;
+    usleep(10000);
+  }
+  cr_assert_fail("no closed connection with %s %s%.0f is listed after 5 s", key, text ? text : "",
+                 text ? 0.0 : value);
+}
+
+/* Counts the connections of /connz's list that have no name. The only such
+ * connections closed in these tests are the harness's readiness checks,
+ * which never send CONNECT. */
+static int unnamed_count(const cJSON *connz) {
+  int count = 0;
+  const cJSON *c;
+  cJSON_ArrayForEach(c, array(connz, "connections")) {
+    if (!cJSON_GetObjectItemCaseSensitive(c, "name"))
+      count++;
+  }
+  return count;
+}
+
+/* Returns the local port of a socket, which the server reports as the
+ * client's port. */
+static int local_port(int fd) {
+  struct sockaddr_in addr;
+  socklen_t len = sizeof(addr);
+  cr_assert_eq(getsockname(fd, (struct sockaddr *)&addr, &len), 0);
+  return ntohs(addr.sin_port);
+}
+
+/* Closed connections are kept with their reason, stop time and
+ * subscriptions, listed by state=closed and state=all and left out of the
+ * default state=open. */
+HARNESS_TEST(monitor, connz_state_closed) {
+  int http = start_monitored(NULL, NULL);
+  connect_named("open-0");
+  connect_named("open-1");
+  natsConnection *gone[CLOSED_COUNT];
+  natsSubscription *subs[CLOSED_COUNT];
+  for (int i = 0; i < CLOSED_COUNT; i++) {
+    char name[32], subject[32];
+    snprintf(name, sizeof(name), "gone-%d", i);
+    snprintf(subject, sizeof(subject), "closed.sub.%d", i);
+    gone[i] = connect_named(name);
+    cr_assert_eq(natsConnection_SubscribeSync(&subs[i], gone[i], subject), NATS_OK);
+    cr_assert_eq(natsConnection_Flush(gone[i]), NATS_OK);
+  }
+  cJSON *open = get_json(http, "/connz");
+  double cids[CLOSED_COUNT];
+  for (int i = 0; i < CLOSED_COUNT; i++) {
+    char name[32];
+    snprintf(name, sizeof(name), "gone-%d", i);
+    cids[i] = number(conn_named(open, name), "cid");
+  }
+  cJSON_Delete(open);
+
+  /* One at a time, so that each stops at a later millisecond. The
+   * subscription is destroyed after its connection, so no UNSUB is sent. */
+  for (int i = 0; i < CLOSED_COUNT; i++) {
+    harness_disconnect(gone[i]);
+    natsSubscription_Destroy(subs[i]);
+    wait_closed(http, "cid", cids[i], NULL);
+    usleep(20000);
+  }
+
+  /* Besides ours, the closed list has the harness's readiness checks. */
+  cJSON *z = get_json(http, "/connz?state=closed&subs=1");
+  int checks = unnamed_count(z);
+  int closed = CLOSED_COUNT + checks;
+  cr_expect_eq(number(z, "num_connections"), closed);
+  cr_expect_eq(number(z, "total"), closed);
+  cr_expect_null(conn_named(z, "open-0"));
+  cr_expect_null(conn_named(z, "open-1"));
+  for (int i = 0; i < CLOSED_COUNT; i++) {
+    const cJSON *c = conn_with_cid(z, cids[i]);
+    cr_assert_not_null(c, "closed cid %.0f is not listed", cids[i]);
+    char name[32], subject[32];
+    snprintf(name, sizeof(name), "gone-%d", i);
+    snprintf(subject, sizeof(subject), "closed.sub.%d", i);
+    cr_expect_str_eq(string(c, "name"), name);
+    cr_expect_str_eq(string(c, "reason"), "Client Closed");
+    cr_expect_gt(strlen(string(c, "stop")), 0);
+    cr_expect_gt(strlen(string(c, "uptime")), 0);
+    cr_expect_gt(strlen(string(c, "idle")), 0);
+    cr_expect_eq(number(c, "subscriptions"), 1);
+    const cJSON *list = array(c, "subscriptions_list");
+    cr_assert_eq(cJSON_GetArraySize(list), 1);
+    cr_expect_str_eq(cJSON_GetArrayItem(list, 0)->valuestring, subject);
+  }
+  cJSON_Delete(z);
+
+  z = get_json(http, "/connz?state=closed&subs=detail");
+  const cJSON *detail = array(conn_with_cid(z, cids[0]), "subscriptions_list_detail");
+  cr_assert_eq(cJSON_GetArraySize(detail), 1);
+  cr_expect_str_eq(string(cJSON_GetArrayItem(detail, 0), "subject"), "closed.sub.0");
+  cr_expect_eq(number(cJSON_GetArrayItem(detail, 0), "cid"), cids[0]);
+  cJSON_Delete(z);
+
+  z = get_json(http, "/connz");
+  cr_expect_eq(number(z, "num_connections"), 2);
+  cr_expect_eq(number(z, "total"), 2);
+  cr_expect_not_null(conn_named(z, "open-0"));
+  for (int i = 0; i < CLOSED_COUNT; i++)
+    cr_expect_null(conn_with_cid(z, cids[i]), "closed cid %.0f is listed as open", cids[i]);
+  cJSON_Delete(z);
+
   z = get_json(http, "/connz?state=all");
-  cr_expect_not_null(conn_named(z, "open"));
+  cr_expect_eq(number(z, "num_connections"), 2 + closed);
+  cr_expect_eq(number(z, "total"), 2 + closed);
+  cr_expect_not_null(conn_named(z, "open-0"));
+  cr_expect_not_null(conn_named(z, "open-1"));
+  for (int i = 0; i < CLOSED_COUNT; i++)
+    cr_expect_not_null(conn_with_cid(z, cids[i]), "closed cid %.0f is missing", cids[i]);
+  cJSON_Delete(z);
+
+  /* The latest stop first: ours, which closed after the checks. */
+  z = get_json(http, "/connz?state=closed&sort=stop");
+  const cJSON *list = array(z, "connections");
+  cr_assert_eq(cJSON_GetArraySize(list), closed);
+  for (int i = 0; i < CLOSED_COUNT; i++)
+    cr_expect_eq(number(cJSON_GetArrayItem(list, i), "cid"), cids[CLOSED_COUNT - 1 - i]);
+  cJSON_Delete(z);
+
+  z = get_json(http, "/connz?state=closed&sort=reason");
+  cr_expect_eq(number(z, "num_connections"), closed);
+  cJSON_Delete(z);
+
+  char path[80];
+  snprintf(path, sizeof(path), "/connz?state=closed&cid=%.0f", cids[1]);
+  z = get_json(http, path);
+  cr_expect_eq(number(z, "num_connections"), 1);
+  cr_expect_eq(number(z, "total"), closed);
+  cr_expect_str_eq(string(cJSON_GetArrayItem(array(z, "connections"), 0), "name"), "gone-1");
+  cJSON_Delete(z);
+}
+
+/* A connection that fails authorization and a subscriber cut off as a
+ * slow consumer are kept with nats-server's reasons. */
+HARNESS_TEST(monitor, connz_closed_reasons) {
+  int http = start_monitored("authorization {\n  user: mon\n  password: secret\n}\n"
+                             "max_payload: 65536\nmax_pending: 131072\n",
+                             NULL);
+  struct raw_conn intruder;
+  cr_assert_eq(raw_connect(&intruder, 0), 0);
+  int intruder_port = local_port(intruder.fd);
+  cr_assert_eq(raw_send_str(&intruder, "CONNECT {\"verbose\":false,\"user\":\"mon\","
+                                       "\"pass\":\"wrong\"}\r\nPING\r\n"),
+               0);
+  raw_expect_closed(&intruder, 5000);
+  raw_close(&intruder);
+
+  /* A subscriber with a small receive buffer that never reads. */
+  struct raw_conn stalled;
+  cr_assert_eq(raw_connect(&stalled, 16 * 1024), 0);
+  int stalled_port = local_port(stalled.fd);
+  cr_assert_eq(raw_send_str(&stalled, "CONNECT {\"verbose\":false,\"user\":\"mon\","
+                                      "\"pass\":\"secret\"}\r\nSUB flood 1\r\nPING\r\n"),
+               0);
+  raw_expect_line(&stalled, "PONG", 5000);
+
+  natsOptions *opts = harness_options();
+  cr_assert_eq(natsOptions_SetUserInfo(opts, "mon", "secret"), NATS_OK);
+  natsConnection *pub = harness_connect_opts(opts);
+  natsOptions_Destroy(opts);
+  char *payload = calloc(1, FLOOD_PAYLOAD_BYTES);
+  cr_assert_not_null(payload);
+  for (int i = 0; i < FLOOD_COUNT; i++)
+    cr_assert_eq(natsConnection_Publish(pub, "flood", payload, FLOOD_PAYLOAD_BYTES), NATS_OK);
+  free(payload);
+  cr_assert_eq(natsConnection_FlushTimeout(pub, 30000), NATS_OK);
+  int err = raw_wait_closed(&stalled, 30000, NULL);
+  cr_assert(err == 0 || err == -ECONNRESET, "the stalled subscriber is still connected: %s",
+            strerror(-err));
+  raw_close(&stalled);
+
+  wait_closed(http, "port", intruder_port, NULL);
+  wait_closed(http, "port", stalled_port, NULL);
+  cJSON *z = get_json(http, "/connz?state=closed");
+  const cJSON *rejected = conn_with_port(z, intruder_port);
+  cr_assert_not_null(rejected, "the rejected connection is not listed");
+  cr_expect_str_eq(string(rejected, "reason"), "Authentication Failure");
+  const cJSON *slow = conn_with_port(z, stalled_port);
+  cr_assert_not_null(slow, "the slow consumer is not listed");
+  const char *reason = string(slow, "reason");
+  cr_expect(strcmp(reason, "Slow Consumer (Pending Bytes)") == 0 ||
+                strcmp(reason, "Slow Consumer (Write Deadline)") == 0,
+            "slow consumer closed for \"%s\"", reason);
   cJSON_Delete(z);
 }
 
@@ -1018,6 +1241,26 @@ static natsConnection *connect_with_traffic(const char *url, natsSubscription **
   return nc;
 }
 
+/* Connects a client named "compare-closed" with one subscription and
+ * closes it, then waits until the server at http lists it as closed. */
+static void close_with_subscription(const char *url, int http) {
+  natsOptions *opts = NULL;
+  cr_assert_eq(natsOptions_Create(&opts), NATS_OK);
+  cr_assert_eq(natsOptions_SetURL(opts, url), NATS_OK);
+  cr_assert_eq(natsOptions_SetAllowReconnect(opts, false), NATS_OK);
+  cr_assert_eq(natsOptions_SetName(opts, "compare-closed"), NATS_OK);
+  natsConnection *nc = NULL;
+  cr_assert_eq(natsConnection_Connect(&nc, opts), NATS_OK, "connect to %s failed", url);
+  natsOptions_Destroy(opts);
+  natsSubscription *sub = NULL;
+  cr_assert_eq(natsConnection_SubscribeSync(&sub, nc, "cmp.closed"), NATS_OK);
+  cr_assert_eq(natsConnection_Flush(nc), NATS_OK);
+  natsConnection_Close(nc);
+  natsSubscription_Destroy(sub);
+  natsConnection_Destroy(nc);
+  wait_closed(http, "name", 0, "compare-closed");
+}
+
 /* Fetches every path from both servers and compares them. Returns the
  * number of fields that differ. */
 static int compare_paths(int ref_http, int our_http, const char *const *paths, size_t count) {
@@ -1047,11 +1290,17 @@ HARNESS_TEST(monitor_compare, fields_match_nats_server) {
   natsSubscription *ref_subs[2], *our_subs[2];
   natsConnection *ref_nc = connect_with_traffic(ref_url, ref_subs);
   natsConnection *our_nc = connect_with_traffic(harness_url(), our_subs);
+  close_with_subscription(ref_url, ref_http);
+  close_with_subscription(harness_url(), http);
 
+  /* subs=detail on closed connections comes last, because nats-server
+   * 2.9.10 then stores the detail in its records, and later responses list
+   * it whatever the options. */
   static const char *const paths[] = {
       "/varz",         "/connz",   "/connz?subs=1",
-      "/connz?subs=detail", "/subsz", "/subsz?subs=1",
-      "/healthz",      "/healthz?js-enabled-only=true", "/jsz",
+      "/connz?subs=detail", "/connz?state=all&auth=1", "/connz?state=closed",
+      "/connz?state=closed&subs=1", "/connz?state=closed&subs=detail", "/subsz",
+      "/subsz?subs=1", "/healthz",      "/healthz?js-enabled-only=true", "/jsz",
       "/routez",
   };
   int problems = compare_paths(ref_http, http, paths, sizeof(paths) / sizeof(paths[0]));
