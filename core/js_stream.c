@@ -296,14 +296,30 @@ static void apply_rollup(struct js_stream *st, const struct pub_headers *h, cons
   store_purge(st->store, &req, NULL);
 }
 
-static void store_error(int rc, struct js_err *err, const struct js_stream *st) {
+/* True when a discard-new rejection of a message on subject came from
+ * max_msgs. The store checks it before max_bytes, as nats-server 2.9.10
+ * does, and skips it for a message that replaces its subject's oldest. */
+static bool max_msgs_rejected(const struct js_stream *st, const char *subject,
+                              uint32_t subject_len) {
+  if (st->cfg.max_msgs <= 0) return false;
+  struct store_state state;
+  store_state(st->store, &state);
+  if (state.msgs < (uint64_t)st->cfg.max_msgs) return false;
+  int64_t per_subject = st->cfg.max_msgs_per_subject;
+  return per_subject <= 0 ||
+         store_subject_msgs(st->store, subject, subject_len) < (uint64_t)per_subject;
+}
+
+static void store_error(int rc, struct js_err *err, const struct js_stream *st,
+                        const char *subject, uint32_t subject_len) {
   switch (rc) {
   case -EMSGSIZE:
     js_err_set(err, 400, 10054, "message size exceeds maximum allowed");
     break;
   case -EDQUOT:
     js_err_set(err, 503, 10077, "%s",
-               st->cfg.max_bytes > 0 ? "maximum bytes exceeded" : "maximum messages exceeded");
+               max_msgs_rejected(st, subject, subject_len) ? "maximum messages exceeded"
+                                                           : "maximum bytes exceeded");
     break;
   default:
     js_err_set(err, 503, 10077, "%s", strerror(-rc));
@@ -431,7 +447,7 @@ static int capture_one(struct js_stream *st, const char *subject, uint32_t subje
   if (rc != 0) {
     free(pa);
     if (rc == -EAGAIN) return rc;
-    store_error(rc, &err, st);
+    store_error(rc, &err, st, subject, subject_len);
     send_pub_error(st, reply, &err);
     return 0;
   }

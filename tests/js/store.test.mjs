@@ -12,7 +12,13 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, afterEach, describe, test } from "node:test";
-import { DiscardPolicy, StorageType, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import {
+  DiscardPolicy,
+  JetStreamApiError,
+  StorageType,
+  jetstream,
+  jetstreamManager,
+} from "@nats-io/jetstream";
 import { headers } from "@nats-io/nats-core";
 import { connectTo, startServer } from "./server.mjs";
 
@@ -46,6 +52,17 @@ afterEach(async () => {
 after(() => {
   for (const dir of storeDirs) rmSync(dir, { recursive: true, force: true });
 });
+
+// Resolves with the API error a promise rejects with.
+async function apiError(promise) {
+  try {
+    await promise;
+  } catch (err) {
+    assert.ok(err instanceof JetStreamApiError, `not an API error: ${err}`);
+    return err.apiError();
+  }
+  assert.fail("the request succeeded");
+}
 
 async function apiRequest(subject, body) {
   return (await nc.request(subject, JSON.stringify(body))).json();
@@ -172,6 +189,39 @@ describe("stream max_bytes", () => {
     const kept = Math.floor(1500 / each);
     assert.equal(info.state.messages, kept);
     assert.equal(info.state.bytes, kept * each);
+  });
+});
+
+describe("discard new errors", () => {
+  // nats-server checks max_msgs before max_bytes and names the limit that
+  // rejected the message. A message that replaces its subject's oldest
+  // under max_msgs_per_subject passes max_msgs.
+  test("error names the limit reached", async () => {
+    const { jsm, js } = await startJetStream();
+    await jsm.streams.add({
+      name: "DN",
+      subjects: ["dn.*"],
+      max_msgs: 2,
+      max_bytes: 400,
+      max_msgs_per_subject: 1,
+      discard: DiscardPolicy.New,
+    });
+    await js.publish("dn.a", "x".repeat(100));
+    await js.publish("dn.b", "x".repeat(100));
+    const msgs = await apiError(js.publish("dn.c", "x"));
+    assert.equal(msgs.err_code, 10077);
+    assert.equal(msgs.description, "maximum messages exceeded");
+    // dn.a replaces its own message, so max_msgs passes, but 2 * 134 + 300
+    // reaches max_bytes and the replaced message (134 bytes) frees too
+    // little for 300 bytes of payload.
+    const bytes = await apiError(js.publish("dn.a", "x".repeat(300)));
+    assert.equal(bytes.err_code, 10077);
+    assert.equal(bytes.description, "maximum bytes exceeded");
+    // A replacement that fits is stored.
+    assert.equal((await js.publish("dn.a", "y".repeat(100))).seq, 3);
+    const info = await jsm.streams.info("DN");
+    assert.equal(info.state.messages, 2);
+    assert.equal(info.state.first_seq, 2);
   });
 });
 
