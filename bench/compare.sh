@@ -89,21 +89,30 @@ matrix=(
   "rate|pub/sub 1:1 at 20k msgs/s, 16 B|pubsub --size 16 --rate 20000|lat cpu"
 )
 
-# JetStream rows, run on servers started with -js. Each label states each
-# side's durability: on file storage nats-server 2.9 acknowledges a publish
-# before it syncs (in the background), and shoal after the fdatasync that
-# covers it. shoal-server has no option for a relaxed sync yet, so the equal
-# durability rows use memory storage on both sides. The JetStream scenarios
+# JetStream rows, run on servers started with -js: id|label|shoal-bench
+# arguments|metrics|shoal's sync policy. Each label states each side's
+# durability. On file storage nats-server 2.9 acknowledges a publish before
+# it syncs (in the background); shoal by default acknowledges after the
+# fdatasync that covers it, and with "relaxed" it runs a third server whose
+# configuration sets jetstream { sync_interval: 60s }, so that both sides
+# acknowledge first and sync in the background. The JetStream scenarios
 # ignore --warmup; js-consume publishes --msgs messages and measures the pull.
 js_file="file; nats-server acks before fsync, shoal after fdatasync"
-js_memory="memory on both, equal durability"
+js_equal="file; both ack before fsync, shoal with sync_interval 60s"
+js_memory="memory on both"
 js_matrix=(
-  "jspub|JetStream sync publish, 16 B ($js_file)|js-pub --size 16|tput lat cpu"
-  "jsasync|JetStream async publish, window 256, 16 B ($js_file)|js-async-pub --size 16 --window 256|tput cpu"
-  "jsconsume|JetStream pull consume with acks, batch 256, 16 B ($js_file)|js-consume --size 16 --window 256 --msgs 50000|tput cpu"
-  "jspubmem|JetStream sync publish, 16 B ($js_memory)|js-pub --size 16 --js-storage memory|tput lat cpu"
-  "jsasyncmem|JetStream async publish, window 256, 16 B ($js_memory)|js-async-pub --size 16 --window 256 --js-storage memory|tput cpu"
-  "jsconsumemem|JetStream pull consume with acks, batch 256, 16 B ($js_memory)|js-consume --size 16 --window 256 --msgs 50000 --js-storage memory|tput cpu"
+  "jspub128|JetStream sync publish, 128 B ($js_file)|js-pub --size 128|tput lat cpu|"
+  "jspub128r|JetStream sync publish, 128 B ($js_equal)|js-pub --size 128|tput lat cpu|relaxed"
+  "jsasync128|JetStream async publish, window 256, 128 B ($js_file)|js-async-pub --size 128 --window 256|tput cpu|"
+  "jsasync128r|JetStream async publish, window 256, 128 B ($js_equal)|js-async-pub --size 128 --window 256|tput cpu|relaxed"
+  "jsasync1k|JetStream async publish, window 256, 1 KiB ($js_file)|js-async-pub --size 1024 --window 256|tput cpu|"
+  "jsasync1kr|JetStream async publish, window 256, 1 KiB ($js_equal)|js-async-pub --size 1024 --window 256|tput cpu|relaxed"
+  "jsconsume128|JetStream pull consume with acks, batch 256, 128 B ($js_file)|js-consume --size 128 --window 256 --msgs 50000|tput cpu|"
+  "jsconsume128r|JetStream pull consume with acks, batch 256, 128 B ($js_equal)|js-consume --size 128 --window 256 --msgs 50000|tput cpu|relaxed"
+  "jsconsume1k|JetStream pull consume with acks, batch 256, 1 KiB ($js_file)|js-consume --size 1024 --window 256 --msgs 50000|tput cpu|"
+  "jsconsume1kr|JetStream pull consume with acks, batch 256, 1 KiB ($js_equal)|js-consume --size 1024 --window 256 --msgs 50000|tput cpu|relaxed"
+  "jsasyncmem|JetStream async publish, window 256, 128 B ($js_memory)|js-async-pub --size 128 --window 256 --js-storage memory|tput cpu|"
+  "jsconsumemem|JetStream pull consume with acks, batch 256, 128 B ($js_memory)|js-consume --size 128 --window 256 --msgs 50000 --js-storage memory|tput cpu|"
 )
 
 results=$(mktemp -d /tmp/shoal-compare.XXXXXX)
@@ -149,7 +158,13 @@ start_server() {
   if [ "${2:-}" = js ]; then
     js_args=(-js -sd "$results/store.$1.round$round")
   fi
-  if [ "$1" = nats ]; then
+  if [ "$1" = shoalr ]; then
+    # shoal with the relaxed sync policy, for the equal-durability rows.
+    printf 'jetstream {\n  store_dir: "%s"\n  sync_interval: "60s"\n}\n' \
+      "$results/store.$1.round$round" >"$results/shoalr.conf"
+    # shellcheck disable=SC2086
+    "$shoal" -a 127.0.0.1 -p "$port" $shoal_args -c "$results/shoalr.conf" >"$log" 2>&1 &
+  elif [ "$1" = nats ]; then
     ${server_cpus:+taskset -c "$server_cpus"} "$nats" -a 127.0.0.1 -p "$port" "${js_args[@]}" >"$log" 2>&1 &
   else
     # shellcheck disable=SC2086
@@ -164,15 +179,19 @@ start_server() {
   fi
 }
 
-# Runs matrix row $2 against server $1 at port ${ports[$1]}.
+# Runs matrix row $2 against server $1 at port ${ports[$1]}. A row whose
+# sync field is "relaxed" runs on shoalr in place of shoal, and its results
+# are filed under shoal.
 run_one() {
-  local server=$1 id label args metrics
-  IFS='|' read -r id label args metrics <<<"$2"
+  local server=$1 id label args metrics sync
+  IFS='|' read -r id label args metrics sync <<<"$2"
+  local target=$server
+  [ "$server" = shoal ] && [ "$sync" = relaxed ] && target=shoalr
   local out="$results/$server.$id.$round.json"
   local rc=0
   # shellcheck disable=SC2086
-  "$bench" $args --url "nats://127.0.0.1:${ports[$server]}" --duration "$duration" --warmup "$warmup" \
-    --server-pid "${pids[$server]}" --json --no-live >"$out" 2>"$results/$server.$id.$round.err" || rc=$?
+  "$bench" $args --url "nats://127.0.0.1:${ports[$target]}" --duration "$duration" --warmup "$warmup" \
+    --server-pid "${pids[$target]}" --json --no-live >"$out" 2>"$results/$server.$id.$round.err" || rc=$?
   if [ $rc -ne 0 ]; then
     echo "compare.sh: $server, $label, round $round: shoal-bench failed with exit $rc:" \
       "$(head -c 300 "$results/$server.$id.$round.err")" >&2
@@ -197,7 +216,7 @@ for round in $(seq "$rounds"); do
     for server in "${order[@]}"; do run_one "$server" "$row"; done
   done
   cleanup
-  for server in "${order[@]}"; do
+  for server in "${order[@]}" shoalr; do
     start_server "$server" js
     ports[$server]=$port
     pids[$server]=$pid
@@ -298,7 +317,7 @@ table=$(
   echo "| Scenario | Metric | nats-server median (min-max) | shoal median (min-max) | shoal / nats |"
   echo "|---|---|---|---|---|"
   for row in "${matrix[@]}" "${js_matrix[@]}"; do
-    IFS='|' read -r id label args metrics <<<"$row"
+    IFS='|' read -r id label args metrics _ <<<"$row"
     for m in $metrics; do
       case $m in
         tput) table_row "$label" "msgs/s (thousands)" "$throughput" 1000 1 "$id" ;;
@@ -455,8 +474,9 @@ ${agreement:-not measured}
 
 ## JetStream rows
 
-The JetStream rows run on a second pair of servers per round, started with
-\`-js -sd <fresh directory>\` on the same disk. shoal-bench deletes and
+The JetStream rows run on a second set of servers per round, started with
+\`-js -sd <fresh directory>\` on the same disk, plus a shoal-server with the
+relaxed sync policy for the equal-durability rows. shoal-bench deletes and
 creates its stream (\`SHOAL_BENCH\` on the run's subject) before each run and
 deletes it afterwards.
 
@@ -469,14 +489,16 @@ deletes it afterwards.
   durable pull consumer (explicit ack) fetches batches of 256 and acks each
   message with an empty publish to its reply subject. msgs/s counts
   deliveries; order and completeness are checked on the payload sequence.
-- Durability differs on file storage, as each label says: nats-server 2.9
-  acknowledges a publish before the data is synced (it syncs in the
-  background), while shoal acknowledges after the fdatasync that covers it,
+- Durability differs on the other file storage rows, as each label says:
+  nats-server 2.9 acknowledges a publish before the data is synced (it
+  syncs in the background), while shoal by default acknowledges after the
+  fdatasync that covers it,
   so a shoal ack survives a power cut and a nats-server ack may not.
-- shoal-server has no option for a relaxed sync policy (syncing on an
-  interval, as nats-server does) yet, so no row compares file storage at
-  equal durability. The rows marked "memory on both" compare the two
-  servers with neither syncing.
+- Rows marked "both ack before fsync" compare file storage at equal
+  durability: shoal runs with \`jetstream { sync_interval: 60s }\`, so it
+  acknowledges a publish once its O_DIRECT write completes and syncs in the
+  background, like nats-server 2.9.10, whose file store syncs every 60 s. Rows marked "memory on both" compare
+  the two servers with neither syncing.
 - The JetStream scenarios run on one connection and ignore \`--warmup\`.
 EOF
   [ -z "$kept" ] || printf '\n%s\n' "$kept" >>"$doc"
