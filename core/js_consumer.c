@@ -9,7 +9,14 @@
  * pending messages), both replaced atomically. state.json is written
  * within one timer interval of a change, and before the reply to an
  * acknowledgement that asked for one, so a confirmed ack survives a
- * crash. */
+ * crash.
+ *
+ * Push consumers with flow_control pace themselves as nats-server 2.9
+ * does: once half of the window of unanswered bytes is delivered, they send
+ * a "100 FlowControl Request" status to the deliver subject, with a reply
+ * subject under $JS.FC.<stream>.<consumer>, and they stop delivering while
+ * more than the whole window is unanswered. A response frees the bytes the
+ * request covered and doubles the window, up to FC_LIMIT_BYTES. */
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
@@ -21,10 +28,12 @@
 
 #include "core/js_int.h"
 #include "core/log.h"
+#include "core/route.h"
 #include "core/shard.h"
 #include "core/sub-t.h"
 #include "core/subcache.h"
 #include "core/subject.h"
+#include "storage/store_count.h"
 
 #define TYPE_PREFIX "io.nats.jetstream.api.v1."
 /* nats-server 2.9 defaults. */
@@ -36,6 +45,14 @@
 /* Messages one consumer delivers per hook run, so one busy consumer
  * cannot hold the shard for long. */
 #define DELIVER_BUDGET 256
+/* nats-server 2.9's largest flow control window (JsFlowControlMaxPending);
+ * the first window is a sixteenth of it. */
+#define FC_LIMIT_BYTES (32LL * 1024 * 1024)
+/* replay_policy "original" delays a message only for a gap above this, as
+ * nats-server 2.9 does. */
+#define REPLAY_MIN_GAP_NS 1000000LL
+/* "$JS.FC." <stream> "." <consumer> "." and an 8-character token. */
+#define FC_REPLY_MAX (JS_NAME_MAX * 2 + 24)
 
 enum deliver_policy {
   DELIVER_ALL = 0,
@@ -71,7 +88,7 @@ struct consumer_config {
   bool flow_control;
   int64_t idle_heartbeat_ns;
   bool headers_only;
-  bool replay_original;      /* replay_policy "original", stored but delivered instantly */
+  bool replay_original;      /* replay_policy "original" */
   bool mem_storage;
   int64_t max_batch;
   int64_t max_expires_ns;
@@ -123,10 +140,9 @@ struct js_consumer {
   int64_t created_ns;
   char *dir;                /* durable consumers only */
   uint64_t next_sseq;       /* the next stream sequence to look at */
-  /* deliver_policy last_per_subject: the sequences to deliver before
-   * next_sseq, ascending, and how many were delivered.
-   * TODO: not saved with the state, so a durable consumer restarted
-   * before the list is done skips the rest of it. */
+  /* deliver_policy last_per_subject: the messages to deliver before
+   * next_sseq, ascending, and how many were delivered. state.json keeps
+   * the sequences not delivered yet. */
   struct start_msg *start_msgs;
   uint32_t start_count;
   uint32_t start_index;
@@ -149,9 +165,24 @@ struct js_consumer {
    * nats.js drops messages of a consumer whose create it has not seen. */
   bool start_deferred;
   bool state_dirty;
+  /* Flow control of a push consumer; fc_window_bytes is 0 without it. */
+  struct sub *fc_sub;          /* $JS.FC.<stream>.<consumer>.*, for the responses */
+  int64_t fc_window_bytes;
+  int64_t fc_unanswered_bytes; /* delivered since the last response */
+  int64_t fc_request_bytes;    /* the part of those the outstanding request covers */
+  char fc_reply[FC_REPLY_MAX]; /* the outstanding request's reply subject, "" when none */
+  /* replay_policy "original": until the consumer passes the stream's last
+   * sequence at its start, each message waits for the gap between its
+   * timestamp and that of the message delivered before it. */
+  bool replay_active;
+  uint64_t replay_last_seq;
+  int64_t replay_prev_ts_ns;   /* of the previous delivery, 0 before the first */
+  int64_t replay_due_ns;       /* when the held message may go, 0 when none is held */
 };
 
 static void run_consumer(struct js_consumer *c, int64_t now_ns);
+static void flow_control_start(struct js_consumer *c);
+static void replay_start(struct js_consumer *c);
 
 /* ---- Configuration ---- */
 
@@ -312,6 +343,10 @@ static int check_config(struct js_stream *st, struct consumer_config *c, struct 
     js_err_set(err, 400, 10094, "consumer delivery policy is deliver by start sequence, but optional start sequence is not set");
     return -1;
   }
+  if (c->deliver_policy == DELIVER_LAST_PER_SUBJECT && c->filter_subject == NULL) {
+    js_err_set(err, 400, 10094, "consumer delivery policy is deliver last per subject, but optional filter subject is not set");
+    return -1;
+  }
   if (c->deliver_policy == DELIVER_BY_START_TIME && c->opt_start_time_ns == 0) {
     js_err_set(err, 400, 10094, "consumer delivery policy is deliver by start time, but optional start time is not set");
     return -1;
@@ -361,8 +396,6 @@ static cJSON *config_json(const struct consumer_config *c) {
       cJSON_AddItemToArray(backoff, cJSON_CreateNumber((double)c->backoff_ns[i]));
   }
   if (c->filter_subject != NULL) cJSON_AddStringToObject(o, "filter_subject", c->filter_subject);
-  /* TODO: replay_policy "original" is stored and returned, but messages
-   * are delivered without the original gaps between them. */
   cJSON_AddStringToObject(o, "replay_policy", c->replay_original ? "original" : "instant");
   if (c->max_waiting != 0) add_num(o, "max_waiting", c->max_waiting);
   if (c->max_ack_pending != 0) add_num(o, "max_ack_pending", c->max_ack_pending);
@@ -417,35 +450,19 @@ static const char *filter_of(const struct js_consumer *c, size_t *len) {
 }
 
 /* Counts messages from next_sseq on that match the filter, plus the
- * starting messages not delivered yet. A real filter makes this walk the
- * stream, so the walk stops after cap matches.
- * TODO: an index of sequences by subject in the store would make the
- * filtered count exact and cheap. */
-static uint64_t num_pending(struct js_consumer *c, uint64_t cap) {
+ * starting messages not delivered yet. The count comes from the store's
+ * index and reads no message. */
+static uint64_t num_pending(struct js_consumer *c) {
   struct store_state state;
   store_state(c->st->store, &state);
   uint64_t listed = c->start_count - c->start_index;
   if (state.msgs == 0 || c->next_sseq > state.last_seq) return listed;
   size_t flen;
   const char *filter = filter_of(c, &flen);
-  if (filter == NULL) {
-    if (c->next_sseq <= state.first_seq) return listed + state.msgs;
-    /* NOTE: messages deleted inside the range still count here. */
-    return listed + state.last_seq - c->next_sseq + 1;
-  }
-  uint64_t count = 0;
-  struct store_msg m = {0};
-  for (uint64_t seq = c->next_sseq;
-       count < cap && store_read_next(c->st->store, seq, filter, flen, &m) == 0; seq = m.seq + 1)
-    count++;
-  store_msg_free(&m);
-  return listed + count;
+  if (filter == NULL && c->next_sseq <= state.first_seq) return listed + state.msgs;
+  if (filter == NULL && state.num_deleted == 0) return listed + state.last_seq - c->next_sseq + 1;
+  return listed + store_count_from(c->st->store, c->next_sseq, filter, flen);
 }
-
-/* Caps of the filtered count: the ack subject of every delivery carries
- * it, and clients mostly need to know whether it is zero. */
-#define PENDING_CAP_DELIVERY 64
-#define PENDING_CAP_INFO 100000
 
 struct subject_list {
   char **names;
@@ -574,6 +591,11 @@ static char *state_text(const struct js_consumer *c) {
     cJSON_AddItemToArray(p, cJSON_CreateNumber((double)c->pending[i].deliveries));
     cJSON_AddItemToArray(pending, p);
   }
+  if (c->start_index < c->start_count) {
+    cJSON *starts = cJSON_AddArrayToObject(o, "start_seqs");
+    for (uint32_t i = c->start_index; starts != NULL && i < c->start_count; i++)
+      cJSON_AddItemToArray(starts, cJSON_CreateNumber((double)c->start_msgs[i].seq));
+  }
   char *text = cJSON_PrintUnformatted(o);
   cJSON_Delete(o);
   return text;
@@ -633,7 +655,7 @@ static cJSON *info_json(struct js_consumer *c, const char *type) {
   add_num(o, "num_ack_pending", c->pending_count);
   add_num(o, "num_redelivered", (int64_t)c->num_redelivered);
   add_num(o, "num_waiting", c->waiting_count);
-  add_num(o, "num_pending", (int64_t)num_pending(c, PENDING_CAP_INFO));
+  add_num(o, "num_pending", (int64_t)num_pending(c));
   return o;
 }
 
@@ -666,6 +688,7 @@ static void free_consumer(struct js_consumer *c, bool notify_waiting) {
     if (notify_waiting) send_status(c, p->reply, "409 Consumer Deleted", -1);
     free(p);
   }
+  if (c->fc_sub != NULL) route_unsubscribe_internal(c->fc_sub);
   config_free(&c->cfg);
   free(c->pending);
   for (uint32_t i = 0; i < c->start_count; i++) free(c->start_msgs[i].buf);
@@ -861,6 +884,8 @@ static void handle_create(struct js_shard *jsh, const struct js_request *req, st
     return;
   }
   set_start(c);
+  flow_control_start(c);
+  replay_start(c);
   c->state_dirty = true;
   if (c->dir != NULL && (save_meta(c) != 0 || save_state(c) != 0)) {
     delete_consumer(c);
@@ -1031,21 +1056,24 @@ static bool track_pending(struct js_consumer *c, uint64_t sseq, uint64_t cseq, i
   return true;
 }
 
-/* Delivers the stored message m to inbox. */
-static void deliver_msg(struct js_consumer *c, const char *inbox, const struct store_msg *m,
-                        uint64_t deliveries, uint64_t pending_after) {
+/* Delivers the stored message m to inbox. Returns the bytes that flow
+ * control counts for it: inbox, ack reply subject, headers and payload, as
+ * nats-server 2.9 counts them. */
+static int64_t deliver_msg(struct js_consumer *c, const char *inbox, const struct store_msg *m,
+                           uint64_t deliveries, uint64_t pending_after) {
   c->delivered_cseq++;
   char ack[JS_NAME_MAX * 2 + 128];
-  snprintf(ack, sizeof ack, "$JS.ACK.%s.%s.%" PRIu64 ".%" PRIu64 ".%" PRIu64 ".%" PRId64 ".%" PRIu64,
+  int ack_len = snprintf(ack, sizeof ack, "$JS.ACK.%s.%s.%" PRIu64 ".%" PRIu64 ".%" PRIu64 ".%" PRId64 ".%" PRIu64,
            c->st->cfg.name, c->name, deliveries, m->seq, c->delivered_cseq, m->ts_ns,
            pending_after);
   char subject[1024];
   size_t len = m->subject_len < sizeof subject - 1 ? m->subject_len : sizeof subject - 1;
   memcpy(subject, m->subject, len);
   subject[len] = '\0';
+  int64_t size = (int64_t)strlen(inbox) + ack_len;
   if (!c->cfg.headers_only) {
     js_deliver(c->st->owner, inbox, subject, ack, m->hdr, m->hdr_len, m->data, m->data_len);
-    return;
+    return size + m->hdr_len + m->data_len;
   }
   /* headers_only: the stored headers plus Nats-Msg-Size with the payload
    * length, as nats-server 2.9 sends them, and no payload. */
@@ -1055,11 +1083,134 @@ static void deliver_msg(struct js_consumer *c, const char *inbox, const struct s
   uint32_t kept = m->hdr_len >= 2 ? m->hdr_len - 2 : 0; /* without the closing blank line */
   uint32_t prefix = kept > 0 ? kept : (uint32_t)sizeof status_line - 1;
   char *hdr = malloc(prefix + (size_t)size_len);
-  if (hdr == NULL) return;
+  if (hdr == NULL) return 0;
   memcpy(hdr, kept > 0 ? (const char *)m->hdr : status_line, prefix);
   memcpy(hdr + prefix, size_line, (size_t)size_len);
   js_deliver(c->st->owner, inbox, subject, ack, hdr, prefix + (uint32_t)size_len, NULL, 0);
   free(hdr);
+  return size + prefix + size_len;
+}
+
+/* ---- Flow control and replay pacing ---- */
+
+static bool flow_control_stalled(const struct js_consumer *c) {
+  return c->fc_window_bytes > 0 && c->fc_unanswered_bytes > c->fc_window_bytes;
+}
+
+/* Counts a delivery of size bytes against the flow control window, and
+ * sends a flow control request once half of the window is unanswered. */
+static void flow_control_count(struct js_consumer *c, int64_t size) {
+  if (c->fc_window_bytes == 0) return;
+  c->fc_unanswered_bytes += size;
+  if (c->fc_reply[0] != '\0') {
+    /* As in nats-server 2.9, an outstanding request that fell a whole
+     * window behind also covers the new delivery. */
+    if (c->fc_unanswered_bytes - c->fc_request_bytes >= c->fc_window_bytes)
+      c->fc_request_bytes += size;
+    return;
+  }
+  if (c->fc_unanswered_bytes <= c->fc_window_bytes / 2) return;
+
+  char token[9];
+  random_name(token);
+  snprintf(c->fc_reply, sizeof c->fc_reply, "$JS.FC.%s.%s.%s", c->st->cfg.name, c->name, token);
+  c->fc_request_bytes = c->fc_unanswered_bytes;
+  static const char hdr[] = "NATS/1.0 100 FlowControl Request\r\n\r\n";
+  js_deliver(c->st->owner, c->cfg.deliver_subject, c->cfg.deliver_subject, c->fc_reply, hdr,
+             sizeof hdr - 1, NULL, 0);
+}
+
+/* Takes the response to a flow control request, published by a client to
+ * the request's reply subject $JS.FC.<stream>.<consumer>.<token>. A
+ * response to an older request is ignored, as nats-server 2.9 ignores it. Runs inside
+ * the router's walk, so it only marks the consumer for the hook. */
+static void on_flow_control(struct sub *sub, const char *subject, uint32_t subject_len,
+                            const char *reply, uint32_t reply_len, const char *data,
+                            uint32_t header_len, uint32_t total_len) {
+  struct js_shard *jsh = sub->internal_ctx;
+  char buf[FC_REPLY_MAX];
+  static const char prefix[] = "$JS.FC.";
+  if (subject_len >= sizeof buf || subject_len < sizeof prefix) return;
+  memcpy(buf, subject, subject_len);
+  buf[subject_len] = '\0';
+
+  /* The names are looked up again, so a response that arrives after the
+   * consumer was deleted finds nothing. */
+  char names[FC_REPLY_MAX];
+  memcpy(names, buf + sizeof prefix - 1, subject_len - (sizeof prefix - 1) + 1);
+  char *rest = names;
+  const char *stream = strsep(&rest, ".");
+  const char *consumer = rest != NULL ? strsep(&rest, ".") : NULL;
+  struct js_stream *st = consumer != NULL ? js_stream_find(jsh, stream) : NULL;
+  struct js_consumer *c = st != NULL ? find_consumer(st, consumer) : NULL;
+  if (c == NULL || c->fc_reply[0] == '\0' || strcmp(c->fc_reply, buf) != 0) return;
+
+  c->fc_window_bytes *= 2;
+  if (c->fc_window_bytes > FC_LIMIT_BYTES) c->fc_window_bytes = FC_LIMIT_BYTES;
+  c->fc_unanswered_bytes -= c->fc_request_bytes;
+  if (c->fc_unanswered_bytes < 0) c->fc_unanswered_bytes = 0;
+  c->fc_request_bytes = 0;
+  c->fc_reply[0] = '\0';
+  jsh->push_kick = true;
+}
+
+/* Sets up flow control for a push consumer with flow_control set. Without
+ * the subscription for the responses, the consumer delivers without flow
+ * control, because it could never resume after its first request. */
+static void flow_control_start(struct js_consumer *c) {
+  if (!c->cfg.flow_control || c->cfg.deliver_subject == NULL) return;
+  char subject[FC_REPLY_MAX];
+  snprintf(subject, sizeof subject, "$JS.FC.%s.%s.*", c->st->cfg.name, c->name);
+  c->fc_sub = route_subscribe_internal(c->st->owner->id, subject, NULL, on_flow_control, c->st->owner);
+  if (c->fc_sub == NULL) {
+    log_error("consumer %s > %s: could not subscribe to %s; delivering without flow control",
+              c->st->cfg.name, c->name, subject);
+    return;
+  }
+  c->fc_window_bytes = FC_LIMIT_BYTES / 16;
+}
+
+/* Makes the shard's hook run js_consumers_heartbeats() by at_ns, even when
+ * the shard is otherwise idle. */
+static void wake_at(struct js_shard *jsh, int64_t at_ns) {
+  if (jsh->next_heartbeat_ns == 0 || at_ns < jsh->next_heartbeat_ns) jsh->next_heartbeat_ns = at_ns;
+  struct shard *s = jsh->shard;
+  int64_t wait_ms = (at_ns - js_now_ns() + 999999) / 1000000;
+  int64_t wake_ms = s->now_ms + (wait_ms > 0 ? wait_ms : 0);
+  if (s->hook_wake_ms == 0 || wake_ms < s->hook_wake_ms) s->hook_wake_ms = wake_ms;
+}
+
+/* Starts replay_policy "original" pacing up to the stream's last sequence
+ * now, as nats-server 2.9 does at each start of a consumer, a restart
+ * included. */
+static void replay_start(struct js_consumer *c) {
+  if (!c->cfg.replay_original) return;
+  struct store_state state;
+  store_state(c->st->store, &state);
+  c->replay_active = true;
+  c->replay_last_seq = state.last_seq;
+}
+
+/* True while message m must wait for its original gap after the previous
+ * delivery; the first call for it sets the time it may go. */
+static bool replay_holds(struct js_consumer *c, const struct store_msg *m, int64_t now_ns) {
+  if (!c->replay_active || c->replay_prev_ts_ns == 0) return false;
+  int64_t gap_ns = m->ts_ns - c->replay_prev_ts_ns;
+  if (gap_ns <= REPLAY_MIN_GAP_NS) return false;
+  if (c->replay_due_ns == 0) {
+    c->replay_due_ns = now_ns + gap_ns;
+    wake_at(c->st->owner, c->replay_due_ns);
+  }
+  if (now_ns < c->replay_due_ns) return true;
+  c->replay_due_ns = 0;
+  return false;
+}
+
+/* Ends replay pacing once nothing is left up to the stream's last sequence
+ * at the consumer's start. */
+static void replay_check_caught_up(struct js_consumer *c) {
+  if (c->replay_active && c->start_index == c->start_count && c->next_sseq > c->replay_last_seq)
+    c->replay_active = false;
 }
 
 /* Picks the next message for c: a due redelivery first, then the next new
@@ -1112,7 +1263,11 @@ static bool deliver_one(struct js_consumer *c, const char *inbox, struct store_m
                         int64_t *pending, struct pull *pull) {
   uint64_t deliveries;
   bool is_new;
-  if (next_message(c, m, &deliveries, &is_new) != 0) return false;
+  if (next_message(c, m, &deliveries, &is_new) != 0) {
+    replay_check_caught_up(c);
+    return false;
+  }
+  if (replay_holds(c, m, now_ns)) return false;
   if (pull != NULL && pull->max_bytes > 0) {
     /* nats-server counts the subject, the ack reply subject, headers and
      * payload; the reply's length is estimated here with a one-digit
@@ -1143,13 +1298,13 @@ static bool deliver_one(struct js_consumer *c, const char *inbox, struct store_m
     c->ack_floor_cseq = cseq;
     c->ack_floor_sseq = m->seq;
   }
-  if (*pending < 0) {
-    *pending = (int64_t)num_pending(c, PENDING_CAP_DELIVERY);
-  } else if (is_new && *pending > 0) {
-    /* A capped count runs out before the messages do: count again. */
-    if (--*pending == 0) *pending = (int64_t)num_pending(c, PENDING_CAP_DELIVERY);
-  }
-  deliver_msg(c, inbox, m, deliveries, (uint64_t)*pending);
+  if (*pending < 0)
+    *pending = (int64_t)num_pending(c);
+  else if (is_new && *pending > 0)
+    --*pending;
+  int64_t size = deliver_msg(c, inbox, m, deliveries, (uint64_t)*pending);
+  if (pull == NULL) flow_control_count(c, size);
+  if (c->replay_active) c->replay_prev_ts_ns = m->ts_ns;
   c->last_active_ns = now_ns;
   c->state_dirty = true;
   return true;
@@ -1187,11 +1342,12 @@ static void run_consumer(struct js_consumer *c, int64_t now_ns) {
       c->st->owner->push_kick = true;
       return;
     }
-    /* TODO: no flow control requests are sent, so a slow push subscriber
-     * is limited only by max_ack_pending and the connection's max_pending. */
-    while (budget-- > 0 && deliver_one(c, c->cfg.deliver_subject, &m, now_ns, &pending, NULL)) {
-    }
+    while (budget > 0 && !flow_control_stalled(c) &&
+           deliver_one(c, c->cfg.deliver_subject, &m, now_ns, &pending, NULL))
+      budget--;
     store_msg_free(&m);
+    /* More may be ready: run again in the next loop iteration. */
+    if (budget == 0) c->st->owner->push_deferred = true;
     return;
   }
   while (c->waiting != NULL && budget > 0) {
@@ -1212,7 +1368,7 @@ static void run_consumer(struct js_consumer *c, int64_t now_ns) {
       pop_pull(c);
       continue;
     }
-    if (p->no_wait) {
+    if (p->no_wait && c->replay_due_ns == 0) {
       /* Nothing more to send now: a no_wait request ends here. */
       if (!sent || p->batch > 0) send_status(c, p->reply, "404 No Messages", -1);
       pop_pull(c);
@@ -1371,16 +1527,38 @@ void js_consumers_run(struct js_shard *jsh) {
   jsh->push_kick = false;
 }
 
+/* The stream sequence an idle heartbeat reports. nats-server 2.9 reports
+ * the one before its next read position, which moves on to the stream's
+ * last sequence once a read finds nothing more that matches the filter.
+ * It stays while max_ack_pending or flow control stops the consumer. */
+static uint64_t heartbeat_stream_seq(struct js_consumer *c) {
+  bool full = c->cfg.ack_policy != ACK_NONE && c->cfg.max_ack_pending > 0 &&
+              c->pending_count >= c->cfg.max_ack_pending;
+  if (full || flow_control_stalled(c) || c->start_index < c->start_count) return c->delivered_sseq;
+  struct store_state state;
+  store_state(c->st->store, &state);
+  if (c->next_sseq <= state.last_seq) {
+    size_t flen;
+    const char *filter = filter_of(c, &flen);
+    if (store_count_from(c->st->store, c->next_sseq, filter, flen) > 0) return c->delivered_sseq;
+  }
+  return state.last_seq > c->delivered_sseq ? state.last_seq : c->delivered_sseq;
+}
+
 /* Sends a push consumer's idle heartbeat when nothing was delivered for
- * idle_heartbeat, with the last sequences as nats-server 2.9 sends them. */
+ * idle_heartbeat, with the last sequences as nats-server 2.9 sends them,
+ * and while a flow control request is unanswered, its reply subject in
+ * Nats-Consumer-Stalled, so a client that missed the request can respond. */
 static void push_heartbeat(struct js_consumer *c, int64_t now_ns) {
   int64_t last = c->last_active_ns > c->created_ns ? c->last_active_ns : c->created_ns;
   if (now_ns - last < c->cfg.idle_heartbeat_ns || now_ns < c->next_heartbeat_ns) return;
-  char hdr[256];
+  char stalled[FC_REPLY_MAX + 32] = "";
+  if (c->fc_reply[0] != '\0') snprintf(stalled, sizeof stalled, "Nats-Consumer-Stalled: %s\r\n", c->fc_reply);
+  char hdr[FC_REPLY_MAX + 160];
   int n = snprintf(hdr, sizeof hdr,
                    "NATS/1.0 100 Idle Heartbeat\r\nNats-Last-Consumer: %" PRIu64
-                   "\r\nNats-Last-Stream: %" PRIu64 "\r\n\r\n",
-                   c->delivered_cseq, c->delivered_sseq);
+                   "\r\nNats-Last-Stream: %" PRIu64 "\r\n%s\r\n",
+                   c->delivered_cseq, heartbeat_stream_seq(c), stalled);
   js_deliver(c->st->owner, c->cfg.deliver_subject, c->cfg.deliver_subject, NULL, hdr, (uint32_t)n,
              NULL, 0);
   c->next_heartbeat_ns = now_ns + c->cfg.idle_heartbeat_ns;
@@ -1388,12 +1566,16 @@ static void push_heartbeat(struct js_consumer *c, int64_t now_ns) {
 
 /* Sends the idle heartbeats of st's consumers that are due: a push
  * consumer's after idle_heartbeat without a delivery, and a waiting pull
- * request's after its own idle_heartbeat. Returns the time (ns) the next
- * one is due, or 0 when none is scheduled. Hook context, because it checks
+ * request's after its own idle_heartbeat, and sends the messages that
+ * replay_policy "original" held until now. Returns the time (ns) the next
+ * of these is due, or 0 when none is scheduled. Hook context, because it checks
  * interest in the deliver subjects. */
 int64_t js_consumers_heartbeats(struct js_stream *st, int64_t now_ns) {
   int64_t next_ns = 0;
   for (struct js_consumer *c = st->consumers; c != NULL; c = c->next) {
+    /* A message held by replay_policy "original" goes out when due. */
+    if (c->replay_due_ns != 0 && c->replay_due_ns <= now_ns) run_consumer(c, now_ns);
+    if (c->replay_due_ns != 0 && (next_ns == 0 || c->replay_due_ns < next_ns)) next_ns = c->replay_due_ns;
     for (struct pull *p = c->waiting; p != NULL; p = p->next) {
       if (p->heartbeat_ns <= 0) continue;
       if (p->next_heartbeat_ns <= now_ns) {
@@ -1639,6 +1821,30 @@ static uint64_t json_u64(const cJSON *o, const char *key) {
   return cJSON_IsNumber(v) && v->valuedouble > 0 ? js_clamp_u64(v->valuedouble) : 0;
 }
 
+/* Reloads the starting messages of a last_per_subject consumer that were
+ * not delivered before the restart. One removed meanwhile is left out: a
+ * message that replaced it has a sequence of at least next_sseq, so it
+ * comes as a new message. */
+static void restore_start_list(struct js_consumer *c, const cJSON *seqs) {
+  int count = cJSON_GetArraySize(seqs);
+  if (count <= 0) return;
+  c->start_msgs = calloc((size_t)count, sizeof *c->start_msgs);
+  if (c->start_msgs == NULL) {
+    log_error("consumer %s > %s: out of memory for %d starting messages; they are skipped",
+              c->st->cfg.name, c->name, count);
+    return;
+  }
+  struct store_msg m = {0};
+  const cJSON *v;
+  cJSON_ArrayForEach(v, seqs) {
+    if (!cJSON_IsNumber(v) || c->start_count == (uint32_t)count) continue;
+    if (store_read(c->st->store, js_clamp_u64(v->valuedouble), &m) == 0 &&
+        copy_start(&c->start_msgs[c->start_count], &m))
+      c->start_count++;
+  }
+  store_msg_free(&m);
+}
+
 static void restore_state(struct js_consumer *c, const cJSON *state, int64_t now_ns) {
   c->next_sseq = json_u64(state, "next_sseq");
   c->delivered_cseq = json_u64(state, "delivered_cseq");
@@ -1655,6 +1861,7 @@ static void restore_state(struct js_consumer *c, const cJSON *state, int64_t now
     if (!track_pending(c, sseq, cseq, now_ns)) break;
     c->pending[c->pending_count - 1].deliveries = js_clamp_u64(cJSON_GetArrayItem(p, 2)->valuedouble);
   }
+  restore_start_list(c, cJSON_GetObjectItemCaseSensitive(state, "start_seqs"));
 }
 
 static void recover_consumer(struct js_stream *st, const char *dir, const char *name) {
@@ -1676,7 +1883,11 @@ static void recover_consumer(struct js_stream *st, const char *dir, const char *
   }
   int64_t created_ns = cJSON_IsString(created) ? js_time_parse(created->valuestring) : js_now_ns();
   struct js_consumer *c = new_consumer(st, &cfg, name, created_ns);
-  if (c != NULL) restore_state(c, state, js_now_ns());
+  if (c != NULL) {
+    restore_state(c, state, js_now_ns());
+    flow_control_start(c);
+    replay_start(c);
+  }
   cJSON_Delete(meta);
   cJSON_Delete(state);
 }

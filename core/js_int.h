@@ -189,7 +189,9 @@ struct js_shard {
   uint32_t group_turn;         /* rotates deliveries among queue group members */
   bool in_hook;                /* the hook is running, so matching and sending are safe */
   bool push_kick;              /* some push consumer may have messages to deliver */
-  bool push_deferred;          /* push consumers created in this loop iteration */
+  /* Push consumers wait for the next loop iteration: new ones, so their
+   * create reply goes out first, and ones that used up their budget. */
+  bool push_deferred;
 };
 
 /* Process-wide JetStream state, set by js_init() before shards start. */
