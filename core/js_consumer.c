@@ -6,10 +6,13 @@
  *
  * A durable consumer is <stream dir>/obs/<name>/ with meta.json (its
  * configuration) and state.json (delivered and ack floor sequences and the
- * pending messages), both replaced atomically. state.json is written
- * within one timer interval of a change, and before the reply to an
- * acknowledgement that asked for one, so a confirmed ack survives a
- * crash.
+ * pending messages), both replaced atomically by the writer thread of
+ * js_state.c, so the shard does not wait for their fsync. state.json is
+ * written within one timer interval of a change, one write in flight at a
+ * time.
+ * The reply to a create, and to an acknowledgement that asked for one, is
+ * held until a write that contains it is on disk, so a confirmed ack
+ * survives a crash.
  *
  * Push consumers with flow_control pace themselves as nats-server 2.9
  * does: once half of the window of unanswered bytes is delivered, they send
@@ -120,6 +123,27 @@ struct pull {
   char reply[];
 };
 
+/* A reply held until state.json generation gen is on disk: the empty
+ * confirmation of an acknowledgement, or with text, the create reply. */
+struct state_waiter {
+  struct state_waiter *next;
+  uint64_t gen;
+  char *text;
+  char subject[];
+};
+
+/* Names the consumer a file write belongs to, because the consumer may be
+ * deleted, or deleted and created again, before the result comes back. */
+struct save_ticket {
+  uint64_t instance;
+  uint64_t gen;              /* state.json generation, 0 for meta.json */
+  char stream[JS_NAME_MAX + 1];
+  char consumer[JS_NAME_MAX + 1];
+};
+
+/* Source of js_consumer.instance, shared by all shards. */
+static _Atomic uint64_t next_instance = 1;
+
 /* A copy of a message a consumer starts with, taken when it is created,
  * so a later publish that replaces it (max_msgs_per_subject) before the
  * consumer's first delivery does not lose it. */
@@ -165,6 +189,14 @@ struct js_consumer {
    * nats.js drops messages of a consumer whose create it has not seen. */
   bool start_deferred;
   bool state_dirty;
+  /* Durable consumers: the files on disk. save_gen counts the state.json
+   * writes handed to the writer thread, one in flight at a time. */
+  uint64_t instance;           /* unique in the process */
+  uint64_t save_gen;
+  bool save_inflight;
+  bool meta_failed;            /* the meta.json write of the create failed */
+  bool create_pending;         /* the create reply waits for the first writes */
+  struct state_waiter *waiters;  /* ascending gen */
   /* Flow control of a push consumer; fc_window_bytes is 0 without it. */
   struct sub *fc_sub;          /* $JS.FC.<stream>.<consumer>.*, for the responses */
   int64_t fc_window_bytes;
@@ -601,24 +633,47 @@ static char *state_text(const struct js_consumer *c) {
   return text;
 }
 
-/* Saves a durable consumer's state when it changed. Returns 0 or -errno.
- * TODO: the write, fsync and rename run on the shard thread and stall its
- * connections for the time of an fsync; they belong on the storage I/O
- * backend like the journal's writes. */
-static int save_state(struct js_consumer *c) {
-  if (c->dir == NULL || !c->state_dirty) return 0;
-  char *text = state_text(c);
-  if (text == NULL) return -ENOMEM;
-  int rc = js_write_file_atomic(c->dir, "state.json", text, strlen(text));
-  free(text);
-  if (rc == 0)
-    c->state_dirty = false;
-  else
-    log_error("consumer %s > %s: could not save its state: %s", c->st->cfg.name, c->name,
-              strerror(-rc));
-  return rc;
+static struct save_ticket *new_ticket(const struct js_consumer *c, uint64_t gen) {
+  struct save_ticket *t = malloc(sizeof *t);
+  if (t == NULL) return NULL;
+  t->instance = c->instance;
+  t->gen = gen;
+  snprintf(t->stream, sizeof t->stream, "%s", c->st->cfg.name);
+  snprintf(t->consumer, sizeof t->consumer, "%s", c->name);
+  return t;
 }
 
+static void on_state_saved(struct js_shard *jsh, void *ctx, int res);
+static void on_meta_saved(struct js_shard *jsh, void *ctx, int res);
+
+/* Hands a snapshot of a durable consumer's changed state to the writer
+ * thread. While a write is in flight the state stays dirty, and
+ * on_state_saved() or the next timer pass starts the next write. A write
+ * that could not be queued is retried the same way. */
+static void save_state(struct js_consumer *c) {
+  if (c->dir == NULL || !c->state_dirty || c->save_inflight) return;
+  char *text = state_text(c);
+  struct save_ticket *t = text != NULL ? new_ticket(c, c->save_gen + 1) : NULL;
+  if (t == NULL) {
+    free(text);
+    log_error("consumer %s > %s: out of memory while saving its state; retrying at the next "
+              "timer pass", c->st->cfg.name, c->name);
+    return;
+  }
+  int rc = js_state_write(c->st->owner, c->dir, "state.json", text, false, on_state_saved, t);
+  if (rc != 0) {
+    free(t);
+    log_error("consumer %s > %s: could not queue its state for writing: %s; retrying at the "
+              "next timer pass", c->st->cfg.name, c->name, strerror(-rc));
+    return;
+  }
+  c->save_gen++;
+  c->state_dirty = false;
+  c->save_inflight = true;
+}
+
+/* Hands meta.json of a new durable consumer to the writer thread, which
+ * creates the consumer's directory first. Returns 0 or -errno. */
 static int save_meta(struct js_consumer *c) {
   cJSON *meta = cJSON_CreateObject();
   cJSON_AddItemToObject(meta, "config", config_json(&c->cfg));
@@ -627,11 +682,37 @@ static int save_meta(struct js_consumer *c) {
   cJSON_AddStringToObject(meta, "created", ts);
   char *text = cJSON_PrintUnformatted(meta);
   cJSON_Delete(meta);
-  if (text == NULL) return -ENOMEM;
-  int rc = js_mkdir_p(c->dir);
-  if (rc == 0) rc = js_write_file_atomic(c->dir, "meta.json", text, strlen(text));
-  free(text);
+  struct save_ticket *t = text != NULL ? new_ticket(c, 0) : NULL;
+  if (t == NULL) {
+    free(text);
+    return -ENOMEM;
+  }
+  int rc = js_state_write(c->st->owner, c->dir, "meta.json", text, true, on_meta_saved, t);
+  if (rc != 0) free(t);
   return rc;
+}
+
+/* Holds a reply to subject until state.json generation gen is on disk.
+ * text is the create reply (NULL for an ack confirmation); this takes it.
+ * Returns false when out of memory. */
+static bool add_waiter(struct js_consumer *c, uint64_t gen, const char *subject, cJSON *text_json) {
+  size_t len = strlen(subject);
+  struct state_waiter *w = malloc(sizeof *w + len + 1);
+  char *text = text_json != NULL ? cJSON_PrintUnformatted(text_json) : NULL;
+  cJSON_Delete(text_json);
+  if (w == NULL || (text_json != NULL && text == NULL)) {
+    free(w);
+    free(text);
+    return false;
+  }
+  w->next = NULL;
+  w->gen = gen;
+  w->text = text;
+  memcpy(w->subject, subject, len + 1);
+  struct state_waiter **p = &c->waiters;
+  while (*p != NULL) p = &(*p)->next;
+  *p = w;
+  return true;
 }
 
 static cJSON *info_json(struct js_consumer *c, const char *type) {
@@ -689,6 +770,12 @@ static void free_consumer(struct js_consumer *c, bool notify_waiting) {
     free(p);
   }
   if (c->fc_sub != NULL) route_unsubscribe_internal(c->fc_sub);
+  while (c->waiters != NULL) {
+    struct state_waiter *w = c->waiters;
+    c->waiters = w->next;
+    free(w->text);
+    free(w);
+  }
   config_free(&c->cfg);
   free(c->pending);
   for (uint32_t i = 0; i < c->start_count; i++) free(c->start_msgs[i].buf);
@@ -735,6 +822,7 @@ static struct js_consumer *new_consumer(struct js_stream *st, struct consumer_co
   memset(cfg, 0, sizeof *cfg);
   snprintf(c->name, sizeof c->name, "%s", name);
   c->created_ns = created_ns;
+  c->instance = atomic_fetch_add(&next_instance, 1);
   if (c->cfg.durable[0] != '\0') {
     size_t len = strlen(st->dir) + strlen(name) + 8;
     c->dir = malloc(len);
@@ -746,11 +834,26 @@ static struct js_consumer *new_consumer(struct js_stream *st, struct consumer_co
   return c;
 }
 
+static void on_dir_removed(struct js_shard *jsh, void *ctx, int res) {
+  char *dir = ctx;
+  if (res != 0) log_error("JetStream: could not remove the consumer directory %s: %s", dir, strerror(-res));
+  free(dir);
+}
+
+/* Deletes c. Its directory is removed by the writer thread after the
+ * writes queued before, so none of them can bring a file back. */
 static void delete_consumer(struct js_consumer *c) {
   unlink_consumer(c);
   if (c->dir != NULL) {
-    int rc = js_remove_tree(c->dir);
-    if (rc != 0) log_error("consumer %s: could not remove %s: %s", c->name, c->dir, strerror(-rc));
+    char *dir = strdup(c->dir);
+    int rc = dir != NULL ? js_state_remove(c->st->owner, c->dir, on_dir_removed, dir) : -ENOMEM;
+    if (rc != 0) {
+      free(dir);
+      log_error("consumer %s > %s: could not queue the removal of %s (%s); removing it now",
+                c->st->cfg.name, c->name, c->dir, strerror(-rc));
+      rc = js_remove_tree(c->dir);
+      if (rc != 0) log_error("consumer %s: could not remove %s: %s", c->name, c->dir, strerror(-rc));
+    }
   }
   free_consumer(c, true);
 }
@@ -887,18 +990,24 @@ static void handle_create(struct js_shard *jsh, const struct js_request *req, st
   flow_control_start(c);
   replay_start(c);
   c->state_dirty = true;
-  if (c->dir != NULL && (save_meta(c) != 0 || save_state(c) != 0)) {
+  c->last_active_ns = 0;
+  if (c->cfg.deliver_subject != NULL) c->start_deferred = true;
+  if (c->dir == NULL) {
+    js_send_json(jsh, req->reply, info_json(c, type));
+    if (c->cfg.deliver_subject != NULL) jsh->push_deferred = true;
+    return;
+  }
+
+  /* A durable consumer's reply waits until meta.json and state.json are
+   * on disk, and a push consumer starts only after that reply. */
+  if (save_meta(c) != 0 || !add_waiter(c, c->save_gen + 1, req->reply, info_json(c, type))) {
     delete_consumer(c);
     js_err_set(&err, 500, 10012, "could not save the consumer");
     reply_error(jsh, req, type, &err);
     return;
   }
-  c->last_active_ns = 0;
-  js_send_json(jsh, req->reply, info_json(c, type));
-  if (c->cfg.deliver_subject != NULL) {
-    c->start_deferred = true;
-    jsh->push_deferred = true;
-  }
+  c->create_pending = true;
+  save_state(c);
 }
 
 static void handle_names(struct js_shard *jsh, const struct js_request *req, struct js_stream *st,
@@ -1506,14 +1615,18 @@ void js_consumers_release_deferred(struct js_shard *jsh) {
   if (!jsh->push_deferred) return;
   jsh->push_deferred = false;
   for (struct js_stream *st = jsh->streams; st != NULL; st = st->next) {
-    for (struct js_consumer *c = st->consumers; c != NULL; c = c->next) c->start_deferred = false;
+    for (struct js_consumer *c = st->consumers; c != NULL; c = c->next) {
+      if (!c->create_pending) c->start_deferred = false;
+    }
   }
   jsh->push_kick = true;
 }
 
-/* Runs the push consumers of the shard after new messages, acks or a new
- * consumer set push_kick. Hook context. */
+/* Runs the results of finished file writes, then the push consumers of
+ * the shard after new messages, acks or a new consumer set push_kick.
+ * Hook context. */
 void js_consumers_run(struct js_shard *jsh) {
+  js_state_poll(jsh);
   if (!jsh->push_kick) return;
   jsh->push_kick = false;
   int64_t now_ns = js_now_ns();
@@ -1789,10 +1902,83 @@ void js_consumer_ack(struct js_shard *jsh, struct js_request *req) {
       free(pull);
     }
   } else if (req->reply[0] != '\0') {
-    /* A confirmed ack is saved before its confirmation goes out. */
-    if (save_state(c) == 0) js_send(jsh, req->reply, NULL, NULL, 0, NULL, 0);
+    /* A confirmed ack is confirmed once a state.json that contains it is
+     * on disk; without memory for the wait it stays unconfirmed, and the
+     * client retries or times out. */
+    if (c->dir == NULL)
+      js_send(jsh, req->reply, NULL, NULL, 0, NULL, 0);
+    else if (add_waiter(c, c->save_gen + 1, req->reply, NULL))
+      save_state(c);
   }
   run_consumer(c, now_ns);
+}
+
+/* ---- Saved state results ---- */
+
+static struct js_consumer *ticket_consumer(struct js_shard *jsh, const struct save_ticket *t) {
+  struct js_stream *st = js_stream_find(jsh, t->stream);
+  struct js_consumer *c = st != NULL ? find_consumer(st, t->consumer) : NULL;
+  return c != NULL && c->instance == t->instance ? c : NULL;
+}
+
+static void on_meta_saved(struct js_shard *jsh, void *ctx, int res) {
+  struct save_ticket *t = ctx;
+  struct js_consumer *c = ticket_consumer(jsh, t);
+  free(t);
+  if (c == NULL || res == 0) return;
+  log_error("consumer %s > %s: could not write %s/meta.json: %s", c->st->cfg.name, c->name,
+            c->dir, strerror(-res));
+  c->meta_failed = true;
+}
+
+/* Sends the replies that waited for state.json generations up to gen, or
+ * with failed set, drops the ack confirmations among them and answers the
+ * create reply with an error. Returns false when c was deleted. */
+static bool settle_waiters(struct js_shard *jsh, struct js_consumer *c, uint64_t gen, bool failed) {
+  while (c->waiters != NULL && c->waiters->gen <= gen) {
+    struct state_waiter *w = c->waiters;
+    c->waiters = w->next;
+    bool create = w->text != NULL;
+    if (create && failed) {
+      struct js_err err = {0};
+      js_err_set(&err, 500, 10012, "could not save the consumer");
+      cJSON *resp = js_response(TYPE_PREFIX "consumer_create_response");
+      js_response_error(resp, &err);
+      js_send_json(jsh, w->subject, resp);
+    } else if (!failed && w->subject[0] != '\0') {
+      js_send(jsh, w->subject, NULL, NULL, 0, w->text, create ? (uint32_t)strlen(w->text) : 0);
+    }
+    free(w->text);
+    free(w);
+    if (create && failed) {
+      delete_consumer(c);
+      return false;
+    }
+    if (create) {
+      /* The reply is queued now: the push consumer starts after it. */
+      c->create_pending = false;
+      if (c->cfg.deliver_subject != NULL) jsh->push_deferred = true;
+    }
+  }
+  return true;
+}
+
+static void on_state_saved(struct js_shard *jsh, void *ctx, int res) {
+  struct save_ticket *t = ctx;
+  struct js_consumer *c = ticket_consumer(jsh, t);
+  uint64_t gen = t->gen;
+  free(t);
+  if (c == NULL) return;
+  c->save_inflight = false;
+  if (res != 0) {
+    log_error("consumer %s > %s: could not write %s/state.json: %s", c->st->cfg.name, c->name,
+              c->dir, strerror(-res));
+    c->state_dirty = true;
+  }
+  bool failed = res != 0 || (c->create_pending && c->meta_failed);
+  if (!settle_waiters(jsh, c, gen, failed)) return;
+  /* Replies that came in during the write need the next one now. */
+  if (c->waiters != NULL) save_state(c);
 }
 
 /* ---- Recovery ---- */

@@ -283,6 +283,26 @@ void js_consumers_recover(struct js_stream *st);
 void js_consumers_timers(struct js_stream *st, int64_t now_ns);
 int64_t js_consumers_heartbeats(struct js_stream *st, int64_t now_ns);
 
+/* js_state.c: the background writer of durable consumer files. */
+/* Receives a job's result, 0 or -errno, on the thread of the shard that
+ * submitted the job. */
+typedef void (*js_state_done_fn)(struct js_shard *jsh, void *ctx, int res);
+/* Replaces dir/name with text atomically (js_write_file_atomic), creating
+ * dir first when make_dir is set, on the writer thread. Takes ownership of
+ * text, a malloc'd NUL-terminated string, even on failure. name must stay
+ * valid until done runs (a string literal). Jobs run in submission order.
+ * done (may be NULL) gets ctx and the result from js_state_poll(). Returns
+ * 0, or -ENOMEM or -errno of the thread start, with done not called.
+ * Shard threads only. */
+int js_state_write(struct js_shard *jsh, const char *dir, const char *name, char *text,
+                   bool make_dir, js_state_done_fn done, void *ctx);
+/* Removes the tree at dir on the writer thread, after the jobs submitted
+ * before it. Same contract as js_state_write. */
+int js_state_remove(struct js_shard *jsh, const char *dir, js_state_done_fn done, void *ctx);
+/* Runs the callbacks of jsh's finished jobs. Its shard's thread only, from
+ * the JetStream hook. */
+void js_state_poll(struct js_shard *jsh);
+
 /* js_api.c */
 void js_api_handle(struct js_shard *jsh, struct js_request *req);
 bool js_api_owned_here(uint32_t shard_id, const char *subject, uint32_t subject_len);

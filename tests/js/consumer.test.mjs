@@ -4,7 +4,8 @@
 // idle heartbeats during a stall and of a filtered consumer, replay_policy
 // "original", and exact pending counts of a filtered consumer on a large
 // stream. The last one restarts a last_per_subject consumer before it
-// delivered its starting messages. Each test starts its
+// delivered its starting messages, and one kills the server right after
+// confirmed acks and creates. Each test starts its
 // own server with -js and a fresh store directory, so the suite runs the
 // same against nats-server and shoal.
 
@@ -14,7 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, afterEach, describe, test } from "node:test";
 import { AckPolicy, DeliverPolicy, StorageType, jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { collect, connectTo, startServer, within } from "./server.mjs";
+import { collect, connectTo, serverCommand, startServer, within } from "./server.mjs";
 
 const storeDirs = [];
 let server;
@@ -323,5 +324,54 @@ describe("jetstream last_per_subject restart", () => {
     for (const wanted of ["m3", "m4", "m6"]) assert.ok(data.includes(wanted), `${wanted} missing from ${data}`);
     assert.ok(!data.includes("m1"), "the acknowledged message came again");
     assert.ok(rest.every((m) => m.seq > 1));
+  });
+});
+
+describe("jetstream consumer files", () => {
+  // Kills the server, restarts it on the same store and returns the new
+  // manager.
+  async function killAndRestart(storeDir) {
+    process.kill(server.pid, "SIGKILL");
+    await server.exited;
+    await nc.close().catch(() => {});
+    return (await startJetStream(storeDir)).jsm;
+  }
+
+  test("created durables survive kill -9", async () => {
+    const first = await startJetStream();
+    await first.jsm.streams.add({ name: "KC", subjects: ["kc"] });
+    await first.jsm.consumers.add("KC", { durable_name: "pull", ack_policy: AckPolicy.Explicit });
+    await first.jsm.consumers.add("KC", {
+      durable_name: "push",
+      deliver_subject: "kc.out",
+      ack_policy: AckPolicy.None,
+    });
+
+    const jsm = await killAndRestart(first.storeDir);
+    const names = [];
+    for await (const info of jsm.consumers.list("KC")) names.push(info.name);
+    assert.deepEqual(names.sort(), ["pull", "push"]);
+  });
+
+  // nats-server 2.9.10 confirms an ack before it writes the consumer's
+  // state: after kill -9 its ack floor was back at 0.
+  const natsServer = serverCommand().binary.endsWith("/nats-server");
+  test("confirmed acks survive kill -9", { skip: natsServer && "nats-server writes acks after confirming them" }, async () => {
+    const first = await startJetStream();
+    await first.jsm.streams.add({ name: "KS", subjects: ["ks"] });
+    for (let i = 1; i <= 5; i++) await first.js.publish("ks", `m${i}`);
+    await first.jsm.consumers.add("KS", { durable_name: "kept", ack_policy: AckPolicy.Explicit });
+    const consumer = await first.js.consumers.get("KS", "kept");
+    const got = [];
+    for await (const m of await consumer.fetch({ max_messages: 3, expires: 2000 })) got.push(m);
+    assert.deepEqual(got.map((m) => m.seq), [1, 2, 3]);
+    // Confirmed acks of 1 and 2, while 3 stays unacknowledged.
+    assert.equal(await got[0].ackAck(), true);
+    assert.equal(await got[1].ackAck(), true);
+
+    const jsm = await killAndRestart(first.storeDir);
+    const info = await jsm.consumers.info("KS", "kept");
+    assert.equal(info.ack_floor.stream_seq, 2);
+    assert.equal(info.num_ack_pending, 1);
   });
 });
