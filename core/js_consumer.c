@@ -188,6 +188,7 @@ struct js_consumer {
    * reaches the client in an earlier write than the first messages:
    * nats.js drops messages of a consumer whose create it has not seen. */
   bool start_deferred;
+  bool run_again;              /* used up its budget with pull requests left */
   bool state_dirty;
   /* Durable consumers: the files on disk. save_gen counts the state.json
    * writes handed to the writer thread, one in flight at a time. */
@@ -386,6 +387,14 @@ static int check_config(struct js_stream *st, struct consumer_config *c, struct 
   if (c->deliver_subject != NULL && !subject_valid_literal(c->deliver_subject, strlen(c->deliver_subject))) {
     js_err_set(err, 400, 10090, "consumer deliver subject is not a valid subject");
     return -1;
+  }
+  for (uint32_t i = 0; c->deliver_subject != NULL && i < st->cfg.subject_count; i++) {
+    /* The stream would capture its own deliveries. */
+    const char *captured = st->cfg.subjects[i];
+    if (subject_matches(captured, strlen(captured), c->deliver_subject, strlen(c->deliver_subject))) {
+      js_err_set(err, 400, 10081, "consumer deliver subject forms a cycle");
+      return -1;
+    }
   }
   if (c->filter_subject != NULL) {
     bool covered = false;
@@ -1459,10 +1468,17 @@ static void run_consumer(struct js_consumer *c, int64_t now_ns) {
     if (budget == 0) c->st->owner->push_deferred = true;
     return;
   }
-  while (c->waiting != NULL && budget > 0) {
+  while (c->waiting != NULL) {
+    if (budget == 0) {
+      /* More may be ready: run again in the next loop iteration. */
+      c->run_again = true;
+      c->st->owner->push_deferred = true;
+      break;
+    }
     struct pull *p = c->waiting;
     bool sent = false;
-    while (p->batch > 0 && budget-- > 0 && deliver_one(c, p->reply, &m, now_ns, &pending, p)) {
+    while (p->batch > 0 && budget > 0 && deliver_one(c, p->reply, &m, now_ns, &pending, p)) {
+      budget--;
       p->batch--;
       p->next_heartbeat_ns = now_ns + p->heartbeat_ns;
       sent = true;
@@ -1471,6 +1487,7 @@ static void run_consumer(struct js_consumer *c, int64_t now_ns) {
       pop_pull(c);
       continue;
     }
+    if (budget == 0) continue; /* the request continues in the next loop iteration */
     if (p->bytes_exceeded) {
       /* The next message does not fit in what is left of max_bytes. */
       send_status(c, p->reply, "409 Message Size Exceeds MaxBytes", -1);
@@ -1623,7 +1640,8 @@ void js_consumers_release_deferred(struct js_shard *jsh) {
 }
 
 /* Runs the results of finished file writes, then the push consumers of
- * the shard after new messages, acks or a new consumer set push_kick.
+ * the shard, and the pull consumers that used up their budget, after new
+ * messages, acks, a new consumer or a used-up budget set push_kick.
  * Hook context. */
 void js_consumers_run(struct js_shard *jsh) {
   js_state_poll(jsh);
@@ -1632,7 +1650,9 @@ void js_consumers_run(struct js_shard *jsh) {
   int64_t now_ns = js_now_ns();
   for (struct js_stream *st = jsh->streams; st != NULL; st = st->next) {
     for (struct js_consumer *c = st->consumers; c != NULL; c = c->next) {
-      if (c->cfg.deliver_subject != NULL) run_consumer(c, now_ns);
+      if (c->cfg.deliver_subject == NULL && !c->run_again) continue;
+      c->run_again = false;
+      run_consumer(c, now_ns);
     }
   }
   /* Consumers without interest set push_kick again; the timer retries

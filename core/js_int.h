@@ -189,8 +189,8 @@ struct js_shard {
   uint32_t group_turn;         /* rotates deliveries among queue group members */
   bool in_hook;                /* the hook is running, so matching and sending are safe */
   bool push_kick;              /* some push consumer may have messages to deliver */
-  /* Push consumers wait for the next loop iteration: new ones, so their
-   * create reply goes out first, and ones that used up their budget. */
+  /* Consumers wait for the next loop iteration: new push consumers, so
+   * their create reply goes out first, and any that used up its budget. */
   bool push_deferred;
 };
 

@@ -327,6 +327,61 @@ describe("jetstream last_per_subject restart", () => {
   });
 });
 
+describe("jetstream pull batches", () => {
+  test("batch larger than one delivery run", async () => {
+    const { jsm, js } = await startJetStream();
+    await jsm.streams.add({ name: "PB", subjects: ["pb"], storage: StorageType.Memory });
+    await publishMany(js, 2000, () => "pb", "x");
+    await jsm.consumers.add("PB", { durable_name: "p", ack_policy: AckPolicy.None });
+    const consumer = await js.consumers.get("PB", "p");
+    const got = [];
+    for await (const m of await consumer.fetch({ max_messages: 1000, expires: 5000 })) got.push(m.seq);
+    assert.equal(got.length, 1000);
+    assert.equal(got[999], 1000);
+
+    // A no_wait request ends with a 404 only once nothing is left to send.
+    const inbox = collect(nc, "pb.inbox");
+    await nc.flush();
+    nc.publish("$JS.API.CONSUMER.MSG.NEXT.PB.p", JSON.stringify({ batch: 600, no_wait: true }), {
+      reply: "pb.inbox",
+    });
+    await inbox.waitFor(600);
+    assert.ok(inbox.messages.slice(0, 600).every(isData), "a status came before the 600th message");
+  });
+});
+
+describe("jetstream consumer checks", () => {
+  async function createError(jsm, stream, config) {
+    try {
+      await jsm.consumers.add(stream, config);
+    } catch (err) {
+      return err.apiError?.();
+    }
+    assert.fail("the consumer was created");
+  }
+
+  test("deliver cycle and missing filter rejected", async () => {
+    const { jsm } = await startJetStream();
+    await jsm.streams.add({ name: "CK", subjects: ["ck.*"] });
+    const cycle = await createError(jsm, "CK", {
+      durable_name: "loop",
+      deliver_subject: "ck.out",
+      ack_policy: AckPolicy.None,
+    });
+    assert.deepEqual(cycle, { code: 400, err_code: 10081, description: "consumer deliver subject forms a cycle" });
+    const unfiltered = await createError(jsm, "CK", {
+      durable_name: "lps",
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.LastPerSubject,
+    });
+    assert.deepEqual(unfiltered, {
+      code: 400,
+      err_code: 10094,
+      description: "consumer delivery policy is deliver last per subject, but optional filter subject is not set",
+    });
+  });
+});
+
 describe("jetstream consumer files", () => {
   // Kills the server, restarts it on the same store and returns the new
   // manager.
