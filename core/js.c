@@ -35,6 +35,7 @@ struct js_global js;
 
 /* The start callback that was set before ours, run first. */
 static void (*previous_on_start)(struct shard *s);
+static void (*previous_on_stop)(struct shard *s);
 
 /* How often a shard expires old messages and duplicate ids. */
 #define JS_TIMER_INTERVAL_MS 250
@@ -525,6 +526,42 @@ static void on_shard_start(struct shard *s) {
   wait_for_all_shards(s);
 }
 
+/* At shutdown: writes the appends still buffered, syncs stores under the
+ * relaxed policy and saves changed consumer state, for at most
+ * JS_STOP_WAIT_MS. */
+#define JS_STOP_WAIT_MS 5000
+
+static void on_shard_stop(struct shard *s) {
+  if (previous_on_stop != NULL) previous_on_stop(s);
+  struct js_shard *jsh = &js.shards[s->id];
+  if (jsh->shard == NULL) return;
+  for (struct js_stream *st = jsh->streams; st != NULL; st = st->next) {
+    if (st->store != NULL) store_sync_soon(st->store);
+  }
+  int64_t deadline_ms = server_now_ms() + JS_STOP_WAIT_MS;
+  for (;;) { /* bounded by the deadline */
+    io_poll(jsh->io, false);
+    js_state_poll(jsh);
+    bool busy = false;
+    for (struct js_stream *st = jsh->streams; st != NULL; st = st->next) {
+      busy |= js_consumers_save_all(st);
+      if (st->store != NULL && store_busy(st->store)) {
+        store_flush(st->store);
+        busy = true;
+      }
+    }
+    io_flush(jsh->io);
+    if (!busy) return;
+    if (server_now_ms() > deadline_ms) {
+      log_warn("shard %u: JetStream writes still pending after %d ms at shutdown", s->id,
+               JS_STOP_WAIT_MS);
+      return;
+    }
+    rcu_quiescent_state();
+    s->backend->poll(s, 1);
+  }
+}
+
 static void log_limit(const char *label, int64_t bytes) {
   if (bytes < 0)
     log_info("  %-16s unlimited", label);
@@ -568,5 +605,7 @@ int js_init(void) {
   js.enabled = true;
   previous_on_start = shard_on_start;
   shard_on_start = on_shard_start;
+  previous_on_stop = shard_on_stop;
+  shard_on_stop = on_shard_stop;
   return 0;
 }

@@ -1774,6 +1774,15 @@ void js_consumers_timers(struct js_stream *st, int64_t now_ns) {
   }
 }
 
+bool js_consumers_save_all(struct js_stream *st) {
+  bool pending = false;
+  for (struct js_consumer *c = st->consumers; c != NULL; c = c->next) {
+    save_state(c);
+    pending |= c->state_dirty || c->save_inflight;
+  }
+  return pending;
+}
+
 /* ---- Acknowledgements ---- */
 
 void js_consumer_on_ack(struct sub *sub, const char *subject, uint32_t subject_len,

@@ -33,6 +33,7 @@
 #define SHARD_TICK_MS 250
 
 void (*shard_on_start)(struct shard *s);
+void (*shard_on_stop)(struct shard *s);
 
 /* Shard threads meet here after leaving their loops, before teardown. */
 static pthread_barrier_t stop_barrier;
@@ -514,6 +515,7 @@ static void *shard_main(void *arg) {
     }
   }
 
+  if (shard_on_stop != NULL) shard_on_stop(s);
   /* Other shards may still push to this one and wake it until they leave
    * their loops too, so no shard frees its event loop before all have. */
   pthread_barrier_wait(&stop_barrier);

@@ -141,6 +141,11 @@ struct shard {
  * it serves connections; set before shard_start_all(). */
 extern void (*shard_on_start)(struct shard *s);
 
+/* Called on each shard's thread once its loop has ended at shutdown, with
+ * its clients closed and its event loop still running, so a subsystem can
+ * finish its writes; set before shard_start_all(). */
+extern void (*shard_on_stop)(struct shard *s);
+
 /* Adds a hook to s. Shard thread only. Returns 0 or -ENOSPC. */
 int shard_add_hook(struct shard *s, bool (*run)(struct shard *s, void *ctx), void *ctx);
 

@@ -585,6 +585,8 @@ static bool relaxed_sync_due(struct journal *j, struct segment *seg)
 {
   if (seg->written_end == seg->synced_end)
     return false;
+  if (j->sync_now)
+    return true;
   if (j->unsynced_bytes + j->buf_cap > j->st->cfg.sync_bytes_max)
     return true;
   return store_now(j->st) - j->unsynced_since_ns >= j->st->cfg.sync_interval_ns;
@@ -615,6 +617,8 @@ int journal_flush(struct store *st)
       if (j->segs[k]->written_end != j->segs[k]->synced_end)
         unsynced = j->segs[k];
     bool creating = i < j->seg_count && j->segs[i]->fd < 0;
+    if (unsynced == NULL && i == j->seg_count)
+      j->sync_now = false;
     if (unsynced != NULL && (creating || relaxed_sync_due(j, unsynced))) {
       group_submit_sync(j, unsynced);
       return 0;

@@ -104,6 +104,7 @@ struct journal {
   uint64_t range_last;
   uint64_t unsynced_bytes; /* relaxed policy: written since the last sync */
   int64_t unsynced_since_ns;
+  bool sync_now;           /* relaxed policy: sync at the next flush, due or not */
   bool rolling_back;
   struct requeued *requeue;
   uint32_t requeue_count;

@@ -11,6 +11,7 @@
 
 #include "core/assert.h"
 #include "core/log.h"
+#include "storage/journal.h"
 #include "storage/store_int.h"
 
 #define STORE_DEFAULT_SEGMENT_SIZE (64ull << 20)
@@ -483,6 +484,12 @@ bool store_busy(const struct store *st)
   if (st->kind == STORE_MEMORY)
     return st->ack_count > 0;
   return journal_busy(st);
+}
+
+void store_sync_soon(struct store *st)
+{
+  if (st->kind == STORE_FILE)
+    st->j->sync_now = true;
 }
 
 int64_t store_sync_due_ns(const struct store *st)

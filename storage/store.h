@@ -130,6 +130,10 @@ int store_flush(struct store *st);
 /* True while appends wait for a flush or a group is in flight. */
 bool store_busy(const struct store *st);
 
+/* Relaxed policy: makes the next store_flush() sync the written bytes
+ * without waiting for the interval, as at shutdown. No effect otherwise. */
+void store_sync_soon(struct store *st);
+
 /* Relaxed policy: returns the nanoseconds, at least 1, until the next
  * fdatasync of written bytes is due, so the shard can wake and call
  * store_flush() then. Returns 0 when no written bytes wait for one, under
