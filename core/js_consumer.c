@@ -336,6 +336,17 @@ static bool consumer_name_valid(const char *name) {
 }
 
 /* Applies nats-server 2.9's defaults and checks. */
+/* True when a token of subject is the wildcard * or >, which nats-server
+ * checks for before it checks that a deliver subject is valid. */
+static bool has_wildcard_token(const char *subject) {
+  for (const char *p = subject; *p != '\0'; p++) {
+    bool starts = p == subject || p[-1] == '.';
+    bool ends = p[1] == '.' || p[1] == '\0';
+    if ((*p == '*' || *p == '>') && starts && ends) return true;
+  }
+  return false;
+}
+
 static int check_config(struct js_stream *st, struct consumer_config *c, struct js_err *err) {
   if (c->durable[0] != '\0' && c->name[0] != '\0' && strcmp(c->durable, c->name) != 0) {
     js_err_set(err, 400, 10017, "consumer name in subject does not match durable name in request");
@@ -384,8 +395,12 @@ static int check_config(struct js_stream *st, struct consumer_config *c, struct 
     js_err_set(err, 400, 10094, "consumer delivery policy is deliver by start time, but optional start time is not set");
     return -1;
   }
+  if (c->deliver_subject != NULL && has_wildcard_token(c->deliver_subject)) {
+    js_err_set(err, 400, 10079, "consumer deliver subject has wildcards");
+    return -1;
+  }
   if (c->deliver_subject != NULL && !subject_valid_literal(c->deliver_subject, strlen(c->deliver_subject))) {
-    js_err_set(err, 400, 10090, "consumer deliver subject is not a valid subject");
+    js_err_set(err, 400, 10112, "invalid push consumer deliver subject");
     return -1;
   }
   for (uint32_t i = 0; c->deliver_subject != NULL && i < st->cfg.subject_count; i++) {

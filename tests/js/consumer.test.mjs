@@ -380,6 +380,17 @@ describe("jetstream consumer checks", () => {
       description: "consumer delivery policy is deliver last per subject, but optional filter subject is not set",
     });
   });
+
+  test("wildcard and invalid deliver subjects rejected", async () => {
+    const { jsm } = await startJetStream();
+    await jsm.streams.add({ name: "DS", subjects: ["ds.*"] });
+    const wildcard = await createError(jsm, "DS", { durable_name: "w", deliver_subject: "out.*" });
+    assert.deepEqual(wildcard, { code: 400, err_code: 10079, description: "consumer deliver subject has wildcards" });
+    const tail = await createError(jsm, "DS", { durable_name: "t", deliver_subject: "out.>" });
+    assert.equal(tail.err_code, 10079);
+    const invalid = await createError(jsm, "DS", { durable_name: "i", deliver_subject: "out..x" });
+    assert.deepEqual(invalid, { code: 400, err_code: 10112, description: "invalid push consumer deliver subject" });
+  });
 });
 
 describe("jetstream consumer files", () => {
