@@ -370,6 +370,41 @@ describe("jetstream consumers", () => {
     assert.equal(info.state.messages, 0);
   });
 
+  test("workqueue redelivers a dead worker's jobs", async () => {
+    const { jsm, js } = await startJetStream();
+    await jsm.streams.add({ name: "WD", subjects: ["wd.*"], retention: RetentionPolicy.Workqueue });
+    const total = 12;
+    for (let i = 0; i < total; i++) await js.publish(`wd.${i % 3}`, `job-${i}`);
+    await jsm.consumers.add("WD", {
+      durable_name: "workers",
+      ack_policy: AckPolicy.Explicit,
+      ack_wait: 2_000_000_000,
+    });
+
+    // The first worker takes 4 jobs and its connection drops before it acks.
+    const other = await connectTo(server);
+    const dying = await jetstream(other).consumers.get("WD", "workers");
+    const taken = await fetchAll(dying, 4);
+    assert.equal(taken.length, 4);
+    const lost = new Set(taken.map((m) => m.seq));
+    await other.close();
+
+    // The second worker gets every job, the 4 again after ack_wait. Its
+    // fetches end within 1 s, before its own jobs' ack_wait.
+    const worker = await js.consumers.get("WD", "workers");
+    const done = new Map();
+    for (let round = 0; round < 30 && done.size < total; round++) {
+      for (const m of await fetchAll(worker, 5, 1000)) {
+        assert.ok(!done.has(m.seq), `job ${m.seq} was processed twice`);
+        done.set(m.seq, m.info.deliveryCount);
+        await m.ackAck();
+      }
+    }
+    assert.equal(done.size, total);
+    for (const seq of lost) assert.equal(done.get(seq), 2, `job ${seq} was not redelivered once`);
+    assert.equal((await jsm.streams.info("WD")).state.messages, 0);
+  });
+
   test("interest stream keeps messages until every consumer acks", async () => {
     const { jsm, js } = await startJetStream();
     await jsm.streams.add({ name: "I", subjects: ["i.*"], retention: RetentionPolicy.Interest });
