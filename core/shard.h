@@ -141,9 +141,9 @@ struct shard {
  * it serves connections; set before shard_start_all(). */
 extern void (*shard_on_start)(struct shard *s);
 
-/* Called on each shard's thread once its loop has ended at shutdown, with
- * its clients closed and its event loop still running, so a subsystem can
- * finish its writes; set before shard_start_all(). */
+/* Called on each shard's thread when its loop has ended at shutdown. The
+ * clients are closed but the event loop still runs, so a subsystem can
+ * finish its writes. Set before shard_start_all(). */
 extern void (*shard_on_stop)(struct shard *s);
 
 /* Adds a hook to s. Shard thread only. Returns 0 or -ENOSPC. */

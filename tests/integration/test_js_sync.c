@@ -146,9 +146,9 @@ HARNESS_TEST(js_sync, short_interval_keeps_messages) {
 }
 
 /* Acks sent without asking for a confirmation change a durable consumer's
- * state in memory; a clean stop saves it, so after the restart the
- * consumer resumes after the last acked message rather than redelivering
- * the acked ones. Both servers save consumer state at shutdown. */
+ * state in memory. A clean stop saves that state, so after the restart the
+ * consumer resumes after the last acked message. Both servers save
+ * consumer state at shutdown. */
 HARNESS_TEST(js_sync, stop_saves_consumer_acks) {
   start_relaxed("1h");
   natsConnection *nc;
