@@ -369,13 +369,22 @@ if [ -x "$libnats_bench" ]; then
     done
   )
   # The agreement asked of shoal-bench: its throughput for nats-server
-  # within 15 % of libnats-bench's, on the rows with larger payloads.
+  # within 15 % of libnats-bench's. A run where libnats-bench kept its CPUs
+  # busy (CPU per message times msgs/s above 0.8 CPU per client CPU) was
+  # limited by libnats itself and is named so rather than judged.
+  local_cpus=$((ncpu > 1 ? ncpu - 1 : 1))
   agreement=$(for id in pub1024 pubsub1024 pub16384 pubsub16384 pub65536 pubsub65536; do
     read -r bm _ <<<"$(stats check.shoal-bench "$id" "$throughput")"
     read -r lm _ <<<"$(stats check.libnats "$id" ".msgs_per_s")"
-    awk -v id="$id" -v b="$bm" -v l="$lm" 'BEGIN {
-      if (b == "-" || l == "-" || l == 0) { printf "%s: no result; ", id; exit }
-      r = b / l; printf "%s %.2f (%s); ", id, r, (r >= 0.85 && r <= 1.15) ? "within 15 %" : "outside 15 %" }'
+    read -r lc _ <<<"$(stats check.libnats "$id" ".client_ns_per_msg")"
+    awk -v id="$id" -v b="$bm" -v l="$lm" -v c="$lc" -v n="$local_cpus" 'BEGIN {
+      if (b == "-" || l == "-" || l == 0) { printf "- %s: no result\n", id; exit }
+      r = b / l; busy = (c == "-") ? 0 : c * l / 1e9
+      if (busy > 0.8 * n)
+        printf "- %s: %.2f, libnats-bench used %.2f CPU, so it limited its own run\n", id, r, busy
+      else
+        printf "- %s: %.2f, %s\n", id, r, (r >= 0.85 && r <= 1.15) ? "within 15 %" : "outside 15 %"
+    }'
   done)
 fi
 
@@ -466,10 +475,14 @@ the clients rather than measure the server. With 16 B messages libnats
 spends several times shoal-bench's CPU per message, in more threads, on
 one CPU, so on 16 B rows libnats limits itself and the two differ by more
 than 15 %; the paced rows add libnats's hand-over from its reader thread
-to the subscription's thread to each latency. With payloads of 1 KiB and
-more the server and the kernel's copies set the rate, and there the two
-tools are meant to agree within 15 %. shoal-bench / libnats throughput
-this run:
+to the subscription's thread to each latency. The rows with larger
+payloads are where the server and the kernel's copies can set the rate;
+there the two tools should agree within 15 %, unless libnats-bench keeps
+its CPU busy. On this 2-core machine the tools get one CPU, and
+libnats-bench, with 2 to 4 times shoal-bench's client CPU per message,
+fills it in most of these rows. shoal-bench / libnats throughput this
+run, with the CPU libnats-bench used:
+
 ${agreement:-not measured}
 
 ## JetStream rows
@@ -492,13 +505,14 @@ deletes it afterwards.
 - Durability differs on the other file storage rows, as each label says:
   nats-server 2.9 acknowledges a publish before the data is synced (it
   syncs in the background), while shoal by default acknowledges after the
-  fdatasync that covers it,
-  so a shoal ack survives a power cut and a nats-server ack may not.
+  fdatasync that covers it, so a shoal ack survives a power cut and a
+  nats-server ack may not.
 - Rows marked "both ack before fsync" compare file storage at equal
   durability: shoal runs with \`jetstream { sync_interval: 60s }\`, so it
   acknowledges a publish once its O_DIRECT write completes and syncs in the
-  background, like nats-server 2.9.10, whose file store syncs every 60 s. Rows marked "memory on both" compare
-  the two servers with neither syncing.
+  background, like nats-server 2.9.10, whose file store syncs every 60 s.
+  Rows marked "memory on both" compare the two servers with neither
+  syncing.
 - The JetStream scenarios run on one connection and ignore \`--warmup\`.
 EOF
   [ -z "$kept" ] || printf '\n%s\n' "$kept" >>"$doc"
