@@ -36,14 +36,21 @@ static const char *const close_reason_text[] = {
     [CLOSE_SLOW_CONSUMER_PENDING] = "Slow Consumer (Pending Bytes)",
     [CLOSE_SLOW_CONSUMER_DEADLINE] = "Slow Consumer (Write Deadline)",
     [CLOSE_STALE] = "Stale Connection",
-    [CLOSE_MAX_PAYLOAD] = "Maximum Payload Exceeded",
+    [CLOSE_MAX_PAYLOAD] = "Maximum Message Payload Exceeded",
     [CLOSE_WRITE_ERROR] = "Write Error",
     [CLOSE_READ_ERROR] = "Read Error",
     [CLOSE_SERVER_SHUTDOWN] = "Server Shutdown",
     [CLOSE_MAX_CONNECTIONS] = "Maximum Connections Exceeded",
     [CLOSE_AUTH_TIMEOUT] = "Authentication Timeout",
     [CLOSE_AUTH_VIOLATION] = "Authentication Failure",
+    [CLOSE_PARSE_ERROR] = "Parse Error",
 };
+
+const char *client_close_reason_text(enum client_close_reason reason) {
+  size_t count = sizeof close_reason_text / sizeof close_reason_text[0];
+  if ((size_t)reason >= count || close_reason_text[reason] == NULL) return "Unknown State";
+  return close_reason_text[reason];
+}
 
 /* How long stalled consumers may hold publishers back before they are left
  * to the max_pending rule; nats-server stalls a producer for at most a
@@ -727,7 +734,10 @@ static void dispatch(struct client *c, const struct proto_cmd *cmd) {
   case PROTO_OP_OK:
     break;
   case PROTO_OP_ERR:
-    client_close(c, CLOSE_CLIENT, true);
+    /* nats-server logs the client's error and closes as a parse error. */
+    log_error("%s:%d - cid:%" PRIu64 " - Client Error %.*s", c->ip, c->port, c->cid,
+              (int)cmd->arg.len, cmd->arg.ptr);
+    client_close(c, CLOSE_PARSE_ERROR, true);
     break;
   default:
     client_send_err(c, "'Unknown Protocol Operation'");

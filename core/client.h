@@ -22,14 +22,18 @@ enum client_close_reason {
   CLOSE_SLOW_CONSUMER_PENDING, /* "Slow Consumer (Pending Bytes)" */
   CLOSE_SLOW_CONSUMER_DEADLINE,/* "Slow Consumer (Write Deadline)" */
   CLOSE_STALE,              /* "Stale Connection" */
-  CLOSE_MAX_PAYLOAD,        /* "Maximum Payload Exceeded" */
+  CLOSE_MAX_PAYLOAD,        /* "Maximum Message Payload Exceeded" */
   CLOSE_WRITE_ERROR,        /* "Write Error" */
   CLOSE_READ_ERROR,         /* "Read Error" */
   CLOSE_SERVER_SHUTDOWN,    /* "Server Shutdown" */
   CLOSE_MAX_CONNECTIONS,    /* "Maximum Connections Exceeded" */
   CLOSE_AUTH_TIMEOUT,       /* "Authentication Timeout" */
   CLOSE_AUTH_VIOLATION,     /* "Authentication Failure" */
+  CLOSE_PARSE_ERROR,        /* "Parse Error": the client sent -ERR */
 };
+
+/* Returns nats-server 2.9.10's text for reason, as /connz shows it. */
+const char *client_close_reason_text(enum client_close_reason reason);
 
 enum client_state {
   CLIENT_OPEN = 0,

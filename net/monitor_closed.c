@@ -45,21 +45,7 @@ struct monitor_closed_ring {
 
 /* nats-server 2.9.10's text for each reason (ClosedState.String()). */
 static const char *reason_text(enum client_close_reason reason) {
-  switch (reason) {
-  case CLOSE_CLIENT: return "Client Closed";
-  case CLOSE_PROTOCOL_VIOLATION: return "Protocol Violation";
-  case CLOSE_SLOW_CONSUMER_PENDING: return "Slow Consumer (Pending Bytes)";
-  case CLOSE_SLOW_CONSUMER_DEADLINE: return "Slow Consumer (Write Deadline)";
-  case CLOSE_STALE: return "Stale Connection";
-  case CLOSE_MAX_PAYLOAD: return "Maximum Message Payload Exceeded";
-  case CLOSE_WRITE_ERROR: return "Write Error";
-  case CLOSE_READ_ERROR: return "Read Error";
-  case CLOSE_SERVER_SHUTDOWN: return "Server Shutdown";
-  case CLOSE_MAX_CONNECTIONS: return "Maximum Connections Exceeded";
-  case CLOSE_AUTH_TIMEOUT: return "Authentication Timeout";
-  case CLOSE_AUTH_VIOLATION: return "Authentication Failure";
-  }
-  return "Unknown State";
+  return client_close_reason_text(reason);
 }
 
 uint32_t monitor_closed_capacity(int shard_count) {

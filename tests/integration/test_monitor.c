@@ -629,9 +629,25 @@ HARNESS_TEST(monitor, connz_closed_reasons) {
             strerror(-err));
   raw_close(&stalled);
 
+  /* A client that sends -ERR is closed as a parse error. */
+  struct raw_conn erring;
+  cr_assert_eq(raw_connect(&erring, 0), 0);
+  int erring_port = local_port(erring.fd);
+  cr_assert_eq(raw_send_str(&erring, "CONNECT {\"verbose\":false,\"user\":\"mon\","
+                                     "\"pass\":\"secret\"}\r\nPING\r\n"),
+               0);
+  raw_expect_line(&erring, "PONG", 5000);
+  cr_assert_eq(raw_send_str(&erring, "-ERR 'robot fault'\r\n"), 0);
+  raw_expect_closed(&erring, 5000);
+  raw_close(&erring);
+
   wait_closed(http, "port", intruder_port, NULL);
   wait_closed(http, "port", stalled_port, NULL);
+  wait_closed(http, "port", erring_port, NULL);
   cJSON *z = get_json(http, "/connz?state=closed");
+  const cJSON *erred = conn_with_port(z, erring_port);
+  cr_assert_not_null(erred, "the client that sent -ERR is not listed");
+  cr_expect_str_eq(string(erred, "reason"), "Parse Error");
   const cJSON *rejected = conn_with_port(z, intruder_port);
   cr_assert_not_null(rejected, "the rejected connection is not listed");
   cr_expect_str_eq(string(rejected, "reason"), "Authentication Failure");

@@ -283,6 +283,7 @@ Test(monitor_closed, reasons_use_nats_server_text) {
       {CLOSE_READ_ERROR, "Read Error"},
       {CLOSE_SERVER_SHUTDOWN, "Server Shutdown"},
       {CLOSE_MAX_CONNECTIONS, "Maximum Connections Exceeded"},
+      {CLOSE_PARSE_ERROR, "Parse Error"},
       {CLOSE_AUTH_TIMEOUT, "Authentication Timeout"},
       {CLOSE_AUTH_VIOLATION, "Authentication Failure"},
   };
