@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -375,9 +376,23 @@ static int walk_args(struct opts *o, int argc, char **argv, bool only_config) {
   return 0;
 }
 
+/* Checks what nats-server checks once flags and the configuration file are
+ * combined, with its message. Returns 0 or -1. */
+static int validate(const struct opts *o) {
+  if (o->max_payload > o->max_pending) {
+    fprintf(stderr, "nats-server: max_payload (%" PRId64 ") cannot be higher than max_pending (%" PRId64 ")\n",
+            o->max_payload, o->max_pending);
+    return -1;
+  }
+  return 0;
+}
+
 int opts_parse_args(struct opts *o, int argc, char **argv) {
   int rc = walk_args(o, argc, argv, true);
   if (rc != 0) return rc;
   if (o->config_file != NULL && conf_load_file(o->config_file, o) != 0) return -1;
-  return walk_args(o, argc, argv, false);
+  rc = walk_args(o, argc, argv, false);
+  if (rc != 0) return rc;
+  /* nats-server -t parses the file only, so it does not check these. */
+  return o->config_test_only ? 0 : validate(o);
 }

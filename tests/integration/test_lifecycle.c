@@ -173,6 +173,27 @@ HARNESS_TEST(lifecycle_config, fleet_config_test_flag) {
   cr_assert_not_null(strstr(output, expected), "-t output lacks \"%s\": %s", expected, output);
 }
 
+/* A max_payload above max_pending stops the start with nats-server's
+ * message, while -t, which only parses the file, accepts it. */
+HARNESS_TEST(lifecycle_config, max_payload_above_max_pending) {
+  harness_write_config("max_payload: 2000\nmax_pending: 1000\n");
+  char port[16];
+  snprintf(port, sizeof(port), "%d", free_port());
+  char *start[] = {(char *)harness_server_binary(), "-a", "127.0.0.1", "-p", port, "-c",
+                   (char *)harness_config_path(), NULL};
+  char output[4096];
+  int status = harness_run(start, output, sizeof(output), 10000);
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1, "the server started (status 0x%x): %s",
+            status, output);
+  cr_expect_not_null(strstr(output, "max_payload (2000) cannot be higher than max_pending (1000)"),
+                     "unexpected message: %s", output);
+
+  char *test[] = {(char *)harness_server_binary(), "-t", "-c", (char *)harness_config_path(),
+                  NULL};
+  status = harness_run(test, output, sizeof(output), 10000);
+  cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "-t rejected the file: %s", output);
+}
+
 HARNESS_TEST(lifecycle_config, fleet_config_starts) {
   char store_dir[160];
   snprintf(store_dir, sizeof(store_dir), "%s/jetstream", harness_temp_dir());
