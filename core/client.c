@@ -747,9 +747,17 @@ static void dispatch(struct client *c, const struct proto_cmd *cmd) {
 }
 
 static void on_parse_error(struct client *c, int err, const char *at, size_t len) {
-  log_debug("%s:%d - cid:%" PRIu64 " - Client parser ERROR: %s near '%.*s'", c->ip, c->port,
-            c->cid, proto_err_text(err), (int)(len < 32 ? len : 32), at);
   const char *text = proto_err_text(err);
+  /* The quoted bytes stop at the first CR or LF, so the entry stays on one line. */
+  size_t shown = len < 32 ? len : 32;
+  for (size_t i = 0; i < shown; i++) {
+    if (at[i] == '\r' || at[i] == '\n') {
+      shown = i;
+      break;
+    }
+  }
+  log_debug("%s:%d - cid:%" PRIu64 " - Client parser ERROR: %s near '%.*s'", c->ip, c->port,
+            c->cid, text != NULL ? text : "closed without a reply", (int)shown, at);
   if (text != NULL) client_send_err(c, text);
   if (proto_err_closes(err)) {
     client_close(c, err == PROTO_ERR_MAX_PAYLOAD ? CLOSE_MAX_PAYLOAD : CLOSE_PROTOCOL_VIOLATION,

@@ -1792,6 +1792,7 @@ void js_consumers_timers(struct js_stream *st, int64_t now_ns) {
 bool js_consumers_save_all(struct js_stream *st) {
   bool pending = false;
   for (struct js_consumer *c = st->consumers; c != NULL; c = c->next) {
+    if (c->dir == NULL) continue; /* ephemeral: nothing to save */
     save_state(c);
     pending |= c->state_dirty || c->save_inflight;
   }

@@ -271,7 +271,7 @@ void js_stream_drain_backlog(struct js_stream *st);
 /* js_consumer.c */
 void js_consumers_run(struct js_shard *jsh);
 /* Starts writing the changed state of st's durable consumers. Returns true
- * while a state is changed or being written. */
+ * while a durable consumer's state is changed or being written. */
 bool js_consumers_save_all(struct js_stream *st);
 void js_consumers_release_deferred(struct js_shard *jsh);
 void js_consumer_on_ack(struct sub *sub, const char *subject, uint32_t subject_len,

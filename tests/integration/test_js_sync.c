@@ -191,3 +191,36 @@ HARNESS_TEST(js_sync, stop_saves_consumer_acks) {
   jsConsumerInfo_Destroy(ci);
   jsCtx_Destroy(js);
 }
+
+/* An ephemeral consumer has no files, so a clean stop does not wait for
+ * its state: the stop logs no writes left pending. */
+HARNESS_TEST(js_sync, stop_with_ephemeral_consumer) {
+  start_relaxed("1h");
+  natsConnection *nc;
+  jsCtx *js = connect_js(&nc);
+  add_file_stream(js, "EPHEMERAL", "eph.*");
+  cr_assert_eq(js_Publish(NULL, js, "eph.one", "x", 1, NULL, NULL), NATS_OK);
+
+  jsConsumerConfig cc;
+  jsConsumerConfig_Init(&cc);
+  cc.AckPolicy = js_AckExplicit;
+  jsConsumerInfo *ci = NULL;
+  jsErrCode jerr = 0;
+  cr_assert_eq(js_AddConsumer(&ci, js, "EPHEMERAL", &cc, NULL, &jerr), NATS_OK,
+               "js_AddConsumer: error code %d", (int)jerr);
+  char next[256];
+  snprintf(next, sizeof next, "$JS.API.CONSUMER.MSG.NEXT.EPHEMERAL.%s", ci->Name);
+  jsConsumerInfo_Destroy(ci);
+  natsMsg *msg = NULL;
+  cr_assert_eq(natsConnection_RequestString(&msg, nc, next, "1", 5000), NATS_OK);
+  cr_assert_eq(natsMsg_GetDataLength(msg), 1);
+  cr_assert_not_null(natsMsg_GetReply(msg));
+  cr_assert_eq(natsConnection_PublishString(nc, natsMsg_GetReply(msg), "+ACK"), NATS_OK);
+  cr_assert_eq(natsConnection_Flush(nc), NATS_OK);
+  natsMsg_Destroy(msg);
+  jsCtx_Destroy(js);
+
+  stop_cleanly(nc);
+  cr_expect(!harness_wait_log("still pending", NULL, 100),
+            "the stop waited for writes that an ephemeral consumer never makes");
+}
