@@ -12,9 +12,13 @@ int main(int argc, char **argv) {
   int rc = opts_parse_args(&server.opts, argc, argv);
   if (rc != 0) return rc > 0 ? 0 : 1;
   if (server.opts.config_test_only) {
-    /* The text nats-server prints, which deployment scripts look for. */
-    printf("nats-server: configuration file %s is valid\n",
-           server.opts.config_file ? server.opts.config_file : "(none)");
+    /* The texts nats-server prints, which deployment scripts look for. */
+    if (server.opts.config_file == NULL) {
+      fprintf(stderr, "nats-server: must specify [-c, --config] option to check configuration "
+                      "file syntax\n");
+      return 1;
+    }
+    printf("nats-server: configuration file %s is valid\n", server.opts.config_file);
     return 0;
   }
   return server_run();

@@ -194,6 +194,17 @@ HARNESS_TEST(lifecycle_config, max_payload_above_max_pending) {
   cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "-t rejected the file: %s", output);
 }
 
+/* -t without a file is an error, with nats-server's message. */
+HARNESS_TEST(lifecycle_config, test_flag_without_file) {
+  char *argv[] = {(char *)harness_server_binary(), "-t", NULL};
+  char output[4096];
+  int status = harness_run(argv, output, sizeof(output), 10000);
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1, "-t alone exited with 0x%x: %s",
+            status, output);
+  cr_expect_not_null(strstr(output, "must specify [-c, --config] option"), "unexpected: %s",
+                     output);
+}
+
 HARNESS_TEST(lifecycle_config, fleet_config_starts) {
   char store_dir[160];
   snprintf(store_dir, sizeof(store_dir), "%s/jetstream", harness_temp_dir());
