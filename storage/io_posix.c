@@ -24,7 +24,7 @@ int io_posix_open(struct io_backend *io, const char *path, unsigned flags)
   if (flags & IO_OPEN_DIRECT)
     oflags |= O_DIRECT;
 
-  int fd = open(path, oflags, 0644);
+  int fd = open(path, oflags, 0640);
   if (fd < 0)
     return -errno;
 
@@ -50,7 +50,7 @@ int io_posix_close(struct io_backend *io, int fd)
 
 int io_posix_mkdir(struct io_backend *io, const char *path)
 {
-  return mkdir(path, 0755) == 0 ? 0 : -errno;
+  return mkdir(path, 0750) == 0 ? 0 : -errno;
 }
 
 int io_posix_list_dir(struct io_backend *io, const char *path, io_list_fn fn, void *ctx)
