@@ -11,6 +11,7 @@
 
 #include "core/assert.h"
 #include "core/log.h"
+#include "core/subject.h"
 #include "storage/journal.h"
 #include "storage/store_int.h"
 
@@ -557,7 +558,7 @@ static bool entry_matches(struct store *st, const struct store_entry *e, const c
                           size_t filter_len)
 {
   const struct store_subject *sub = index_subject_by_id(&st->ix, e->subject_id);
-  return store_subject_matches(filter, filter_len, sub->name, sub->len);
+  return subject_matches(filter, filter_len, sub->name, sub->len);
 }
 
 int store_read_next(struct store *st, uint64_t start_seq, const char *filter,
@@ -716,7 +717,7 @@ void store_subjects(const struct store *st, const char *filter, size_t filter_le
   bool all = filter_all(filter, filter_len);
   for (uint32_t id = 0; id < st->ix.id_cap; id++) {
     const struct store_subject *sub = st->ix.by_id[id];
-    if (sub != NULL && (all || store_subject_matches(filter, filter_len, sub->name, sub->len)))
+    if (sub != NULL && (all || subject_matches(filter, filter_len, sub->name, sub->len)))
       fn(ctx, sub->name, sub->len, sub->msgs);
   }
 }

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "core/subject.h"
 #include "storage/store_int.h"
 
 /* Slots of the walk's memo of which subject ids it counts. */
@@ -53,7 +54,7 @@ static bool walk_counts(struct count_walk *w, uint32_t id)
   struct store_subject *sub = index_subject_by_id(&w->st->ix, id);
   bool counts = sub != NULL;
   if (counts && w->filter != NULL)
-    counts = store_subject_matches(w->filter, w->filter_len, sub->name, sub->len);
+    counts = subject_matches(w->filter, w->filter_len, sub->name, sub->len);
   if (counts && w->partial_before != 0)
     counts = index_subject_first(&w->st->ix, sub) < w->partial_before;
   w->memo_id[slot] = id + 1;
@@ -123,7 +124,7 @@ static uint64_t count_wildcard(struct store *st, uint64_t start, const char *fil
   uint64_t straddle_last = 0;
   for (uint32_t id = 0; id < st->ix.id_cap; id++) {
     struct store_subject *sub = st->ix.by_id[id];
-    if (sub == NULL || !store_subject_matches(filter, len, sub->name, sub->len))
+    if (sub == NULL || !subject_matches(filter, len, sub->name, sub->len))
       continue;
     if (start <= index_subject_first(&st->ix, sub)) {
       total += sub->msgs;

@@ -265,31 +265,3 @@ uint64_t index_subject_last(struct store_index *ix, struct store_subject *sub)
 }
 
 /* Returns the length of the token starting at s (up to '.' or the end). */
-static size_t token_len(const char *s, size_t len)
-{
-  const char *dot = memchr(s, '.', len);
-  return dot != NULL ? (size_t)(dot - s) : len;
-}
-
-/* NOTE: core/subject.h declares subject_matches, but core/subject.c was not
- * in the tree when the store was written. Until it is, the store carries
- * this matcher of its own. */
-bool store_subject_matches(const char *filter, size_t filter_len, const char *subject,
-                           size_t subject_len)
-{
-  size_t fi = 0, si = 0;
-  /* Each pass consumes one token of both; bounded by the filter length. */
-  while (fi < filter_len && si <= subject_len) {
-    size_t ft = token_len(filter + fi, filter_len - fi);
-    if (ft == 1 && filter[fi] == '>')
-      return si < subject_len;
-    if (si == subject_len)
-      return false;
-    size_t st = token_len(subject + si, subject_len - si);
-    if (!(ft == 1 && filter[fi] == '*') && (ft != st || memcmp(filter + fi, subject + si, ft) != 0))
-      return false;
-    fi += ft + 1;
-    si += st + 1;
-  }
-  return fi >= filter_len && si >= subject_len;
-}

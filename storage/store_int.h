@@ -70,11 +70,6 @@ struct store_subject *index_subject_by_id(const struct store_index *ix, uint32_t
 uint64_t index_subject_first(struct store_index *ix, struct store_subject *sub);
 uint64_t index_subject_last(struct store_index *ix, struct store_subject *sub);
 
-/* Subject filter matching with NATS wildcards ('*' one token, '>' the
- * rest). */
-bool store_subject_matches(const char *filter, size_t filter_len, const char *subject,
-                           size_t subject_len);
-
 /* A pending "durable" callback. */
 struct store_ack {
   uint64_t seq;

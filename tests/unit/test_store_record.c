@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "core/subject.h"
 #include "storage/record.h"
 #include "storage/store_int.h"
 
@@ -127,8 +128,8 @@ Test(store_record, subject_filter_matching)
     {"a", "ab", false},
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-    bool got = store_subject_matches(cases[i].filter, strlen(cases[i].filter), cases[i].subject,
-                                     strlen(cases[i].subject));
+    bool got = subject_matches(cases[i].filter, strlen(cases[i].filter), cases[i].subject,
+                               strlen(cases[i].subject));
     cr_assert_eq(got, cases[i].match, "filter %s subject %s", cases[i].filter, cases[i].subject);
   }
 }
