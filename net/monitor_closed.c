@@ -97,19 +97,7 @@ static uint32_t write_string(struct data_writer *w, const char *text, size_t len
 static void fill_figures(struct closed_record *r, const struct client *c, int64_t stop_ms) {
   struct monitor_conn *out = &r->conn;
   memset(out, 0, sizeof *out);
-  out->cid = c->cid;
-  memcpy(out->ip, c->ip, sizeof out->ip);
-  out->ip[sizeof out->ip - 1] = '\0';
-  out->port = c->port;
-  out->start_ms = c->start_ms;
-  out->last_activity_ms = c->last_recv_ms;
-  out->rtt_ns = c->rtt_ns;
-  out->pending_bytes = buf_pending(&c->out) + buf_pending(&c->wbuf);
-  out->in_msgs = c->msgs_in;
-  out->out_msgs = c->msgs_out;
-  out->in_bytes = c->bytes_in;
-  out->out_bytes = c->bytes_out;
-  out->sub_count = c->subs.count;
+  monitor_conn_fill_figures(out, c);
   out->name = out->lang = out->version = out->user = MONITOR_NO_STRING;
   out->closed = true;
   out->stop_ms = stop_ms;

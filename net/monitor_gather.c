@@ -93,9 +93,7 @@ static uint32_t copy_client_subs(struct monitor_snapshot *snap, const struct cli
   return n;
 }
 
-static void copy_conn(struct monitor_snapshot *snap, const struct client *c) {
-  struct monitor_conn *out = monitor_snapshot_add_conn(snap);
-  if (out == NULL) return;
+void monitor_conn_fill_figures(struct monitor_conn *out, const struct client *c) {
   out->cid = c->cid;
   snprintf(out->ip, sizeof out->ip, "%s", c->ip);
   out->port = c->port;
@@ -108,6 +106,12 @@ static void copy_conn(struct monitor_snapshot *snap, const struct client *c) {
   out->in_bytes = c->bytes_in;
   out->out_bytes = c->bytes_out;
   out->sub_count = c->subs.count;
+}
+
+static void copy_conn(struct monitor_snapshot *snap, const struct client *c) {
+  struct monitor_conn *out = monitor_snapshot_add_conn(snap);
+  if (out == NULL) return;
+  monitor_conn_fill_figures(out, c);
   out->name = monitor_snapshot_add_string(snap, c->name);
   out->lang = monitor_snapshot_add_string(snap, c->lang);
   out->version = monitor_snapshot_add_string(snap, c->version);

@@ -218,6 +218,11 @@ uint32_t monitor_snapshot_add_string(struct monitor_snapshot *snap, const char *
 struct monitor_conn *monitor_snapshot_add_conn(struct monitor_snapshot *snap);
 struct monitor_sub *monitor_snapshot_add_sub(struct monitor_snapshot *snap);
 
+/* Copies c's address, times and counters into out, on the shard's thread;
+ * strings and subscriptions are left to the caller. */
+struct client;
+void monitor_conn_fill_figures(struct monitor_conn *out, const struct client *c);
+
 /* ---- Closed connections (net/monitor_closed.c). ---- */
 
 /* Returns how many closed connections each of shard_count shards keeps:
