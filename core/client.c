@@ -134,10 +134,17 @@ static void mark_slow_consumer(struct client *c) {
   client_close(c, CLOSE_SLOW_CONSUMER_PENDING, false);
 }
 
+/* Returns the length of p's first line: the bytes before a CR or LF. */
+static size_t first_line_len(const char *p, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (p[i] == '\r' || p[i] == '\n') return i;
+  }
+  return n;
+}
+
 /* Logs an outgoing protocol line in nats-server's trace form, "->> [PONG]". */
 static void trace_out(struct client *c, const char *p, size_t n) {
-  const char *eol = memchr(p, '\r', n);
-  size_t line = eol ? (size_t)(eol - p) : n;
+  size_t line = first_line_len(p, n);
   log_trace("%s:%d - cid:%" PRIu64 " - ->> [%.*s]", c->ip, c->port, c->cid,
             (int)(line < 512 ? line : 512), p);
 }
@@ -748,14 +755,8 @@ static void dispatch(struct client *c, const struct proto_cmd *cmd) {
 
 static void on_parse_error(struct client *c, int err, const char *at, size_t len) {
   const char *text = proto_err_text(err);
-  /* The quoted bytes stop at the first CR or LF, so the entry stays on one line. */
-  size_t shown = len < 32 ? len : 32;
-  for (size_t i = 0; i < shown; i++) {
-    if (at[i] == '\r' || at[i] == '\n') {
-      shown = i;
-      break;
-    }
-  }
+  /* The quoted bytes stop at the line end, so the entry stays on one line. */
+  size_t shown = first_line_len(at, len < 32 ? len : 32);
   log_debug("%s:%d - cid:%" PRIu64 " - Client parser ERROR: %s near '%.*s'", c->ip, c->port,
             c->cid, text != NULL ? text : "closed without a reply", (int)shown, at);
   if (text != NULL) client_send_err(c, text);
@@ -768,9 +769,7 @@ static void on_parse_error(struct client *c, int err, const char *at, size_t len
 /* Logs the command's control line in nats-server's trace form,
  * "<<- [PUB foo 5]". */
 static void trace_cmd(struct client *c, const struct proto_cmd *cmd, const char *p, size_t len) {
-  const char *eol = memchr(p, '\n', len);
-  size_t n = eol ? (size_t)(eol - p) : len;
-  if (n > 0 && p[n - 1] == '\r') n--;
+  size_t n = first_line_len(p, len);
   if (cmd->op == PROTO_OP_CONNECT) {
     /* Passwords and tokens never reach the log, as with nats-server. */
     cJSON *obj = cJSON_ParseWithLength(cmd->arg.ptr, cmd->arg.len);
