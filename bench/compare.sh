@@ -473,8 +473,8 @@ When a tool's client CPU per message comes close to its time per message,
 that tool, not the server, limits the run, and the two figures then compare
 the clients rather than measure the server. With 16 B messages libnats
 spends several times shoal-bench's CPU per message, in more threads, on
-one CPU, so on 16 B rows libnats limits itself and the two differ by more
-than 15 %; the paced rows add libnats's hand-over from its reader thread
+one CPU. So on 16 B rows libnats limits itself and the two differ by more
+than 15 %. The paced rows add libnats's hand-over from its reader thread
 to the subscription's thread to each latency. The rows with larger
 payloads are where the server and the kernel's copies can set the rate;
 there the two tools should agree within 15 %, unless libnats-bench keeps
@@ -502,15 +502,16 @@ deletes it afterwards.
   durable pull consumer (explicit ack) fetches batches of 256 and acks each
   message with an empty publish to its reply subject. msgs/s counts
   deliveries; order and completeness are checked on the payload sequence.
-- Durability differs on the other file storage rows, as each label says:
+- Durability differs on the other file storage rows, as each label says.
   nats-server 2.9 acknowledges a publish before the data is synced (it
-  syncs in the background), while shoal by default acknowledges after the
+  syncs in the background). shoal by default acknowledges after the
   fdatasync that covers it, so a shoal ack survives a power cut and a
   nats-server ack may not.
 - Rows marked "both ack before fsync" compare file storage at equal
-  durability: shoal runs with \`jetstream { sync_interval: 60s }\`, so it
-  acknowledges a publish once its O_DIRECT write completes and syncs in the
-  background, like nats-server 2.9.10, whose file store syncs every 60 s.
+  durability. There shoal runs with \`jetstream { sync_interval: 60s }\`:
+  it acknowledges a publish once its O_DIRECT write completes and syncs in
+  the background, like nats-server 2.9.10, whose file store syncs every
+  60 s.
   Rows marked "memory on both" compare the two servers with neither
   syncing.
 - The JetStream scenarios run on one connection and ignore \`--warmup\`.

@@ -1948,7 +1948,7 @@ void js_consumer_ack(struct js_shard *jsh, struct js_request *req) {
     }
   } else if (req->reply[0] != '\0') {
     /* A confirmed ack is confirmed once a state.json that contains it is
-     * on disk; without memory for the wait it stays unconfirmed, and the
+     * on disk. Without memory for the wait it stays unconfirmed, so the
      * client retries or times out. */
     if (c->dir == NULL)
       js_send(jsh, req->reply, NULL, NULL, 0, NULL, 0);
@@ -1976,9 +1976,9 @@ static void on_meta_saved(struct js_shard *jsh, void *ctx, int res) {
   c->meta_failed = true;
 }
 
-/* Sends the replies that waited for state.json generations up to gen, or
- * with failed set, drops the ack confirmations among them and answers the
- * create reply with an error. Returns false when c was deleted. */
+/* Sends the replies that waited for state.json generations up to gen.
+ * With failed set, drops the ack confirmations among them and replies to
+ * the create request with an error. Returns false when c was deleted. */
 static bool settle_waiters(struct js_shard *jsh, struct js_consumer *c, uint64_t gen, bool failed) {
   while (c->waiters != NULL && c->waiters->gen <= gen) {
     struct state_waiter *w = c->waiters;

@@ -6,10 +6,10 @@
  *
  * Jobs run one at a time in submission order, so the writes and the
  * removal of one directory land in the order the shard asked for them.
- * The queue has no fixed bound: a consumer keeps at most one state.json
+ * The queue has no fixed bound. A consumer keeps at most one state.json
  * write queued (js_consumer.c), plus its meta.json write at creation and
- * the removal of its directory, so it holds about three jobs per durable
- * consumer. Each job's result goes back to the shard that submitted it:
+ * the removal of its directory, so the queue has about three jobs per
+ * durable consumer. Each job's result goes back to the shard that submitted it:
  * its callback runs on that shard's thread from js_state_poll(), and the
  * shard is woken through its wake eventfd, as the control mailbox wakes
  * it (core/control.c). */

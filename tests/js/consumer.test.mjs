@@ -138,8 +138,8 @@ describe("jetstream push flow control", () => {
       idle_heartbeat: 300 * NS_PER_MS,
     });
 
-    // No client answers the first request, so the consumer stops once the
-    // window is full, and its idle heartbeats name the request it waits for.
+    // No client responds to the first request, so the consumer stops once
+    // the window is full, and its idle heartbeats name the pending request.
     const request = await poll(() => raw.messages.find(isFlowControl));
     assert.ok(request, "no flow control request was sent");
     const stalled = await poll(() =>
@@ -154,7 +154,7 @@ describe("jetstream push flow control", () => {
     // The ack reply is $JS.ACK.<stream>.<consumer>.<deliveries>.<stream seq>...
     assert.equal(stalled.headers.get("Nats-Last-Stream"), last.reply.split(".")[5]);
 
-    // An answer to every request resumes delivery up to the last message.
+    // A response to every request resumes delivery up to the last message.
     const answered = new Set();
     const done = await poll(() => {
       for (const m of raw.messages) {
@@ -289,7 +289,7 @@ describe("jetstream last_per_subject restart", () => {
     const first = await startJetStream();
     await first.jsm.streams.add({ name: "LP", subjects: ["lp.*"] });
     // The last message of each subject: lp.a m1 (seq 1), lp.b m3 (seq 3),
-    // lp.c m4 (seq 4), lp.d m6 (seq 6); m2 and m5 were replaced.
+    // lp.c m4 (seq 4), lp.d m6 (seq 6). Later writes replaced m2 and m5.
     const writes = [
       ["lp.a", "m1"],
       ["lp.b", "m2"],
