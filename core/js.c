@@ -553,8 +553,10 @@ static void on_shard_stop(struct shard *s) {
     io_flush(jsh->io);
     if (!busy) return;
     if (server_now_ms() > deadline_ms) {
-      log_warn("shard %u: JetStream writes still pending after %d ms at shutdown", s->id,
-               JS_STOP_WAIT_MS);
+      log_warn("shard %u: JetStream writes still pending after %d ms at shutdown; relaxed "
+               "streams may lose their unsynced messages and durable consumers their newest "
+               "acks, so check the store's disk if this repeats",
+               s->id, JS_STOP_WAIT_MS);
       return;
     }
     rcu_quiescent_state();
